@@ -1,0 +1,137 @@
+//! The one SQLite file: opening it, its pragmas, migrations, and write
+//! transactions (always `BEGIN IMMEDIATE`, so a writer waits for the lock up
+//! front instead of failing half-way through).
+
+use std::path::Path;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use include_dir::{include_dir, Dir};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite_migration::{Migrations, MigrationsBuilder};
+
+use crate::error::{is_busy, Error, Result};
+
+static MIGRATIONS_DIR: Dir = include_dir!("$CARGO_MANIFEST_DIR/../migrations");
+
+static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
+    MigrationsBuilder::from_directory(&MIGRATIONS_DIR)
+        .expect("migrations folder is well-formed (checked by a test)")
+        .finalize()
+});
+
+/// How long a connection waits for another writer before SQLite says busy.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Durability of a connection's commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: a committed order survives power loss. Checkout.
+    Full,
+    /// `synchronous=NORMAL`: safe against crashes of the app (WAL); used by
+    /// the queue worker and readers, whose writes can be redone.
+    Normal,
+}
+
+/// Opens (creating if needed) the database and brings its schema up to date.
+pub fn open(path: &Path, durability: Durability) -> Result<Connection> {
+    let mut conn = open_raw(path, durability)?;
+    MIGRATIONS.to_latest(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens without migrating: for connections opened after [`open`] has run
+/// once in this process (worker, readers).
+pub fn open_raw(path: &Path, durability: Durability) -> Result<Connection> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits if it returns Ok.
+/// When SQLite reports busy even after the busy timeout, the whole
+/// transaction is retried a few times (SQLite's lock waiting is not fair).
+pub fn write<T>(conn: &mut Connection, mut f: impl FnMut(&Transaction) -> Result<T>) -> Result<T> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        match result {
+            Err(Error::Db(e)) if is_busy(&e) && attempt < 4 => {
+                tracing::warn!(attempt, "database busy, retrying the transaction");
+                continue;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Current time as RFC 3339 UTC text with milliseconds (sorts as text).
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    ))
+    .expect("fixed format always formats")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        MIGRATIONS.validate().unwrap();
+    }
+
+    #[test]
+    fn opens_a_real_file_in_wal_mode_with_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("shop.db"), Durability::Full).unwrap();
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+        assert_eq!(fk, 1);
+        let sync: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+        assert_eq!(sync, 2, "FULL");
+    }
+
+    #[test]
+    fn a_failed_write_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open(&dir.path().join("shop.db"), Durability::Normal).unwrap();
+        let r: Result<()> = write(&mut conn, |tx| {
+            tx.execute("INSERT INTO settings (key, value) VALUES ('a', 'b')", [])?;
+            Err(Error::Other("boom".into()))
+        });
+        assert!(r.is_err());
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM settings", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}

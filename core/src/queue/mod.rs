@@ -1,0 +1,92 @@
+//! The embedded job queue: jobs live in the `Jobs` table (apalis-sql's
+//! layout) of the shop's own SQLite file, so a checkout can insert its jobs
+//! in the same transaction as the order.
+//!
+//! - [`store`]: plain SQL functions (enqueue, claim, ack, reschedule, reap,
+//!   release, stats, list, pause).
+//! - [`backend`]: the apalis `Backend` over those functions.
+//! - [`crate::worker`]: runs apalis workers over the backend.
+
+pub mod backend;
+pub mod store;
+
+use serde::{Deserialize, Serialize};
+
+pub use store::*;
+
+/// A job as its handler sees it. The payload is already decoded from the row
+/// (an undecodable row never reaches a handler: it is marked dead).
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub job_type: String,
+    pub payload: serde_json::Value,
+    /// 1 on the first run.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub idempotency_key: Option<String>,
+}
+
+/// How a job failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// Try again later (with backoff), until attempts run out.
+    #[error("{0}")]
+    Retryable(String),
+    /// Will never succeed: dead at once, with this reason.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// Runs jobs. The worker calls `handle` for each claimed job and records the
+/// outcome in the job's row.
+pub trait JobHandler: Send + Sync + 'static {
+    fn handle(&self, job: Job) -> futures::future::BoxFuture<'static, Result<(), JobError>>;
+}
+
+/// A job's state, spelled as in apalis-sql's `Jobs.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobStatus {
+    /// Waiting for its `run_at`.
+    Pending,
+    /// Claimed by a worker under a lease.
+    Running,
+    /// Finished successfully.
+    Done,
+    /// Its last attempt failed; it will run again at `run_at`.
+    Failed,
+    /// Dead: failed permanently, ran out of attempts, or could not be decoded.
+    Killed,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Pending,
+        JobStatus::Running,
+        JobStatus::Done,
+        JobStatus::Failed,
+        JobStatus::Killed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "Pending",
+            JobStatus::Running => "Running",
+            JobStatus::Done => "Done",
+            JobStatus::Failed => "Failed",
+            JobStatus::Killed => "Killed",
+        }
+    }
+
+    /// Parses either the stored spelling or a friendly one (`dead`, `retrying`).
+    pub fn parse(s: &str) -> Option<JobStatus> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "pending" | "queued" => JobStatus::Pending,
+            "running" => JobStatus::Running,
+            "done" => JobStatus::Done,
+            "failed" | "retrying" => JobStatus::Failed,
+            "killed" | "dead" => JobStatus::Killed,
+            _ => return None,
+        })
+    }
+}

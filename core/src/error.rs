@@ -116,8 +116,11 @@ mod tests {
 
     #[test]
     fn errors_without_a_field_omit_it() {
-        let json = serde_json::to_value(Error::NotFound("no such order".into()).to_public())
-            .unwrap();
-        assert_eq!(json, serde_json::json!({"code": "not_found", "message": "no such order"}));
+        let json =
+            serde_json::to_value(Error::NotFound("no such order".into()).to_public()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"code": "not_found", "message": "no such order"})
+        );
     }
 }

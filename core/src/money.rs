@@ -27,7 +27,11 @@ pub fn parse_cents(text: &str) -> Option<i64> {
     if frac.len() > 2 || whole.len() > 12 {
         return None;
     }
-    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let frac: i64 = match frac.len() {
         0 => 0,
         1 => frac.parse::<i64>().ok()? * 10,
@@ -76,7 +80,16 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_price() {
-        for bad in ["", "abc", "-1", "1.234", "1e3", "12.3.4", ".", "999999999999999"] {
+        for bad in [
+            "",
+            "abc",
+            "-1",
+            "1.234",
+            "1e3",
+            "12.3.4",
+            ".",
+            "999999999999999",
+        ] {
             assert_eq!(parse_cents(bad), None, "{bad:?}");
         }
     }

@@ -22,7 +22,7 @@ CREATE INDEX products_barcode ON products (barcode) WHERE barcode IS NOT NULL;
 CREATE TABLE orders (
     id              TEXT PRIMARY KEY,
     idempotency_key TEXT NOT NULL UNIQUE,
-    request_hash    TEXT NOT NULL,
+    request_json    TEXT NOT NULL, -- the validated request, to tell a retry from a reused key
     receipt_seq     INTEGER NOT NULL UNIQUE CHECK (receipt_seq > 0),
     receipt_number  TEXT NOT NULL UNIQUE,
     created_at      TEXT NOT NULL,

@@ -1,0 +1,413 @@
+//! The product catalog: Shopify product CSV import and product look-up.
+//!
+//! Shopify's format has one row per variant. The first row of a product
+//! carries its title and option names; later rows of the same handle carry
+//! only the variant's option values, price, stock; rows that carry only an
+//! extra image are continuation rows and are skipped.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+
+use crate::db::now_rfc3339;
+use crate::error::{Error, Result};
+use crate::money;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub sku: String,
+    pub handle: String,
+    pub title: String,
+    pub price_cents: i64,
+    pub stock: i64,
+    pub allow_oversell: bool,
+    pub barcode: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedRow {
+    /// Line of the file where the row starts (the header is line 1).
+    pub row: u64,
+    pub handle: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSummary {
+    pub source: String,
+    pub imported: u64,
+    pub updated: u64,
+    pub skipped: Vec<SkippedRow>,
+}
+
+/// Columns we read, by their Shopify header names.
+struct Columns {
+    handle: usize,
+    title: usize,
+    option_values: [Option<usize>; 3],
+    sku: Option<usize>,
+    qty: Option<usize>,
+    policy: Option<usize>,
+    price: usize,
+    barcode: Option<usize>,
+    image: Option<usize>,
+}
+
+impl Columns {
+    fn from_headers(headers: &csv::StringRecord) -> Result<Self> {
+        let find = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h.trim().eq_ignore_ascii_case(name))
+        };
+        let need = |name: &str| {
+            find(name).ok_or_else(|| {
+                Error::invalid(
+                    "file",
+                    format!("not a Shopify product CSV: the \"{name}\" column is missing"),
+                )
+            })
+        };
+        Ok(Columns {
+            handle: need("Handle")?,
+            title: need("Title")?,
+            option_values: [1, 2, 3].map(|i| find(&format!("Option{i} Value"))),
+            sku: find("Variant SKU"),
+            qty: find("Variant Inventory Qty"),
+            policy: find("Variant Inventory Policy"),
+            price: need("Variant Price")?,
+            barcode: find("Variant Barcode"),
+            image: find("Image Src"),
+        })
+    }
+}
+
+fn field<'r>(rec: &'r csv::StringRecord, col: Option<usize>) -> &'r str {
+    col.and_then(|c| rec.get(c)).map(str::trim).unwrap_or("")
+}
+
+/// What the first row of a product tells the rows after it.
+#[derive(Default, Clone)]
+struct ProductHead {
+    title: String,
+}
+
+/// A stable SKU for a variant without one: the handle plus its option values,
+/// in lowercase with dashes (`classic-varsity-top-small`).
+pub fn generated_sku(handle: &str, option_values: &[&str]) -> String {
+    let mut parts = vec![handle.to_string()];
+    for v in option_values {
+        if v.is_empty() || v.eq_ignore_ascii_case("Default Title") {
+            continue;
+        }
+        parts.push(v.to_string());
+    }
+    let mut sku = String::new();
+    for ch in parts.join("-").chars() {
+        if ch.is_alphanumeric() {
+            sku.extend(ch.to_lowercase());
+        } else if !sku.ends_with('-') && !sku.is_empty() {
+            sku.push('-');
+        }
+    }
+    sku.trim_end_matches('-').to_string()
+}
+
+/// Parses a Shopify product CSV into products, or a reason per skipped row.
+/// Pure: touches no database.
+pub fn parse_shopify_csv(reader: impl Read) -> Result<(Vec<(u64, Product)>, Vec<SkippedRow>)> {
+    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let cols = Columns::from_headers(csv.headers()?)?;
+    let mut heads: HashMap<String, ProductHead> = HashMap::new();
+    let mut seen_skus: HashMap<String, u64> = HashMap::new();
+    let mut products = Vec::new();
+    let mut skipped = Vec::new();
+
+    for record in csv.records() {
+        let rec = record?;
+        let row = rec.position().map(|p| p.line()).unwrap_or(0);
+        let handle = field(&rec, Some(cols.handle)).to_string();
+        let mut skip = |reason: String| {
+            skipped.push(SkippedRow {
+                row,
+                handle: handle.clone(),
+                reason,
+            })
+        };
+        if rec.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        if handle.is_empty() {
+            skip("no handle".into());
+            continue;
+        }
+        let title = field(&rec, Some(cols.title));
+        if !title.is_empty() {
+            heads.insert(
+                handle.clone(),
+                ProductHead {
+                    title: title.to_string(),
+                },
+            );
+        }
+        let values: Vec<&str> = cols.option_values.iter().map(|c| field(&rec, *c)).collect();
+        let price_text = field(&rec, Some(cols.price));
+        let sku_text = field(&rec, cols.sku);
+        if price_text.is_empty() && sku_text.is_empty() && values.iter().all(|v| v.is_empty()) {
+            let reason = if field(&rec, cols.image).is_empty() {
+                "no variant on this row (no price, SKU or option values)"
+            } else {
+                "image-only row (an extra picture of the product above, not a variant)"
+            };
+            skip(reason.into());
+            continue;
+        }
+        let Some(head) = heads.get(&handle).cloned() else {
+            skip("variant row before its product's first row (no title)".into());
+            continue;
+        };
+        let Some(price_cents) = money::parse_cents(price_text) else {
+            skip(if price_text.is_empty() {
+                "no price".into()
+            } else {
+                format!("price \"{price_text}\" is not an amount")
+            });
+            continue;
+        };
+        let qty_text = field(&rec, cols.qty);
+        let stock = if qty_text.is_empty() {
+            0
+        } else {
+            match qty_text.parse::<i64>() {
+                Ok(q) if q.abs() <= 1_000_000_000 => q,
+                _ => {
+                    skip(format!("stock \"{qty_text}\" is not a whole number"));
+                    continue;
+                }
+            }
+        };
+        let sku = if sku_text.is_empty() {
+            generated_sku(&handle, &values)
+        } else {
+            sku_text.to_string()
+        };
+        if let Some(first) = seen_skus.get(&sku) {
+            skip(format!("duplicate SKU \"{sku}\" (first on line {first})"));
+            continue;
+        }
+        seen_skus.insert(sku.clone(), row);
+        let option_label: Vec<&str> = values
+            .iter()
+            .copied()
+            .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("Default Title"))
+            .collect();
+        let full_title = if option_label.is_empty() {
+            head.title.clone()
+        } else {
+            format!("{} – {}", head.title, option_label.join(" / "))
+        };
+        let barcode = field(&rec, cols.barcode).trim_start_matches('\'').trim();
+        products.push((
+            row,
+            Product {
+                sku,
+                handle: handle.clone(),
+                title: full_title,
+                price_cents,
+                stock,
+                allow_oversell: field(&rec, cols.policy).eq_ignore_ascii_case("continue"),
+                barcode: (!barcode.is_empty()).then(|| barcode.to_string()),
+            },
+        ));
+    }
+    Ok((products, skipped))
+}
+
+/// Imports a Shopify product CSV inside `tx`: new SKUs are inserted, known
+/// ones updated (price, title, stock, policy), so a re-import never duplicates.
+pub fn import_shopify_csv(
+    tx: &Transaction,
+    source: &str,
+    reader: impl Read,
+) -> Result<ImportSummary> {
+    let (products, skipped) = parse_shopify_csv(reader)?;
+    let now = now_rfc3339();
+    let mut summary = ImportSummary {
+        source: source.to_string(),
+        skipped,
+        ..Default::default()
+    };
+    let mut exists = tx.prepare_cached("SELECT 1 FROM products WHERE sku = ?1")?;
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO products (sku, handle, title, price_cents, stock, allow_oversell, barcode, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (sku) DO UPDATE SET
+           handle = excluded.handle, title = excluded.title, price_cents = excluded.price_cents,
+           stock = excluded.stock, allow_oversell = excluded.allow_oversell,
+           barcode = excluded.barcode, updated_at = excluded.updated_at",
+    )?;
+    for (_, p) in &products {
+        let known = exists.exists([&p.sku])?;
+        upsert.execute(params![
+            p.sku,
+            p.handle,
+            p.title,
+            p.price_cents,
+            p.stock,
+            p.allow_oversell,
+            p.barcode,
+            now
+        ])?;
+        if known {
+            summary.updated += 1;
+        } else {
+            summary.imported += 1;
+        }
+    }
+    Ok(summary)
+}
+
+const PRODUCT_COLUMNS: &str = "sku, handle, title, price_cents, stock, allow_oversell, barcode";
+
+fn product_from_row(r: &rusqlite::Row) -> rusqlite::Result<Product> {
+    Ok(Product {
+        sku: r.get(0)?,
+        handle: r.get(1)?,
+        title: r.get(2)?,
+        price_cents: r.get(3)?,
+        stock: r.get(4)?,
+        allow_oversell: r.get(5)?,
+        barcode: r.get(6)?,
+    })
+}
+
+/// Products matching `query` (exact SKU or barcode first, then SKU, title or
+/// handle containing it), or all products by title when there is no query.
+pub fn search(conn: &Connection, query: Option<&str>, limit: usize) -> Result<Vec<Product>> {
+    let limit = limit.clamp(1, 10_000) as i64;
+    let q = query.map(str::trim).unwrap_or("");
+    let products = if q.is_empty() {
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY title, sku LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map([limit], product_from_row)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    } else {
+        let escaped = q
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let like = format!("%{escaped}%");
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products
+             WHERE sku = ?1 COLLATE NOCASE OR barcode = ?1
+                OR sku LIKE ?2 ESCAPE '\\' OR title LIKE ?2 ESCAPE '\\' OR handle LIKE ?2 ESCAPE '\\'
+             ORDER BY (sku = ?1 COLLATE NOCASE OR barcode = ?1) DESC, title, sku
+             LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(params![q, like, limit], product_from_row)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    Ok(products)
+}
+
+pub fn get(conn: &Connection, sku: &str) -> Result<Option<Product>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = ?1"
+    ))?;
+    Ok(stmt.query_row([sku], product_from_row).optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "Handle,Title,Option1 Name,Option1 Value,Option2 Name,Option2 Value,Variant SKU,Variant Inventory Qty,Variant Inventory Policy,Variant Price,Variant Barcode,Image Src\n";
+
+    fn parse(body: &str) -> (Vec<Product>, Vec<SkippedRow>) {
+        let (p, s) = parse_shopify_csv(format!("{HEADER}{body}").as_bytes()).unwrap();
+        (p.into_iter().map(|(_, p)| p).collect(), s)
+    }
+
+    #[test]
+    fn every_variant_row_becomes_a_product_with_a_stable_sku() {
+        let (products, skipped) = parse(
+            "tee,Tee,Size,Small,Colour,Red,,3,deny,19.99,,http://img/1.jpg\n\
+             tee,,,Large,,Blue,,0,continue,21,,\n\
+             mug,Mug,Title,Default Title,,,MUG-1,7,deny,9.5,'0123,\n",
+        );
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(products.len(), 3);
+        assert_eq!(products[0].sku, "tee-small-red");
+        assert_eq!(products[0].title, "Tee – Small / Red");
+        assert_eq!(products[0].price_cents, 1999);
+        assert_eq!(products[0].stock, 3);
+        assert!(!products[0].allow_oversell);
+        assert_eq!(products[1].sku, "tee-large-blue");
+        assert!(
+            products[1].allow_oversell,
+            "policy continue allows overselling"
+        );
+        assert_eq!(products[2].sku, "MUG-1");
+        assert_eq!(products[2].title, "Mug");
+        assert_eq!(products[2].price_cents, 950);
+        assert_eq!(products[2].barcode.as_deref(), Some("0123"));
+    }
+
+    #[test]
+    fn image_only_and_broken_rows_are_skipped_with_a_reason() {
+        let (products, skipped) = parse(
+            "tee,Tee,Title,Default Title,,,,1,deny,10,,http://img/1.jpg\n\
+             tee,,,,,,,,,,,http://img/2.jpg\n\
+             hat,Hat,Title,Default Title,,,,1,deny,ten,,\n\
+             ,Nameless,Title,Default Title,,,,1,deny,1,,\n\
+             cap,,,Blue,,,,1,deny,1,,\n\
+             bag,Bag,Title,Default Title,,,,lots,deny,1,,\n",
+        );
+        assert_eq!(products.len(), 1);
+        let reasons: Vec<(u64, &str)> =
+            skipped.iter().map(|s| (s.row, s.reason.as_str())).collect();
+        assert_eq!(reasons.len(), 5, "{reasons:?}");
+        assert_eq!(reasons[0].0, 3);
+        assert!(reasons[0].1.starts_with("image-only row"));
+        assert_eq!(reasons[1].1, "price \"ten\" is not an amount");
+        assert_eq!(reasons[2].1, "no handle");
+        assert!(reasons[3].1.contains("before its product's first row"));
+        assert_eq!(reasons[4].1, "stock \"lots\" is not a whole number");
+    }
+
+    #[test]
+    fn a_duplicate_sku_in_one_file_is_skipped() {
+        let (products, skipped) = parse(
+            "a,A,Title,Default Title,,,X,1,deny,1,,\n\
+             b,B,Title,Default Title,,,X,1,deny,2,,\n",
+        );
+        assert_eq!(products.len(), 1);
+        assert_eq!(skipped[0].reason, "duplicate SKU \"X\" (first on line 2)");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_catalog_is_refused_clearly() {
+        let err = parse_shopify_csv("name,price\nx,1\n".as_bytes()).unwrap_err();
+        assert_eq!(err.code(), "invalid_input");
+        assert!(
+            err.to_string().contains("\"Handle\" column is missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn generated_skus_are_slugs() {
+        assert_eq!(
+            generated_sku("clay-plant-pot", &["Large", "", ""]),
+            "clay-plant-pot-large"
+        );
+        assert_eq!(generated_sku("x", &["Default Title"]), "x");
+        assert_eq!(
+            generated_sku("x", &["Extra Large / 2", "Café"]),
+            "x-extra-large-2-café"
+        );
+    }
+}

@@ -1,0 +1,143 @@
+//! The shop's background jobs: what checkout enqueues and how each runs.
+
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use rusqlite::{Connection, Transaction};
+use serde::{Deserialize, Serialize};
+
+use crate::db::{self, Durability};
+use crate::error::Result;
+use crate::mail;
+use crate::notify;
+use crate::orders;
+use crate::paths::DataDir;
+use crate::queue::{self, Job, JobError, JobHandler, NewJob};
+use crate::settings;
+
+/// Sends an order's confirmation email.
+pub const ORDER_CONFIRMATION_EMAIL: &str = "email.order_confirmation";
+/// The email job's idempotency key is this prefix plus the order id.
+pub const ORDER_CONFIRMATION_KEY_PREFIX: &str = "order-confirmation/";
+/// Shows a desktop notification for a new order.
+pub const ORDER_NOTIFICATION: &str = "notify.order_placed";
+pub const ORDER_NOTIFICATION_KEY_PREFIX: &str = "order-placed/";
+
+/// Notifications are a courtesy: a few tries, then give up.
+const NOTIFICATION_MAX_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OrderJob {
+    pub order_id: String,
+}
+
+/// Enqueues a new order's jobs inside the checkout transaction.
+pub fn enqueue_order_jobs(tx: &Transaction, order_id: &str, has_email: bool) -> Result<()> {
+    let payload = serde_json::json!(OrderJob {
+        order_id: order_id.to_string()
+    });
+    if has_email {
+        let mut job = NewJob::new(ORDER_CONFIRMATION_EMAIL, payload.clone());
+        job.idempotency_key = Some(format!("{ORDER_CONFIRMATION_KEY_PREFIX}{order_id}"));
+        queue::enqueue(tx, &job)?;
+    }
+    let mut job = NewJob::new(ORDER_NOTIFICATION, payload);
+    job.idempotency_key = Some(format!("{ORDER_NOTIFICATION_KEY_PREFIX}{order_id}"));
+    job.max_attempts = NOTIFICATION_MAX_ATTEMPTS;
+    queue::enqueue(tx, &job)?;
+    Ok(())
+}
+
+/// Runs the shop's jobs against its data directory.
+pub struct ShopJobs {
+    data: DataDir,
+    /// A reading connection of the handlers' own (jobs only read the shop's
+    /// tables; the worker writes job rows on its own connection).
+    conn: Arc<Mutex<Option<Connection>>>,
+}
+
+impl ShopJobs {
+    pub fn new(data: DataDir) -> Self {
+        Self {
+            data,
+            conn: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+fn retryable(e: impl std::fmt::Display) -> JobError {
+    JobError::Retryable(e.to_string())
+}
+
+/// Reads what a job needs under the handlers' connection, opening it lazily.
+fn with_conn<T>(
+    slot: &Mutex<Option<Connection>>,
+    data: &DataDir,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T, JobError> {
+    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.is_none() {
+        *guard = Some(db::open_raw(&data.database(), Durability::Normal).map_err(retryable)?);
+    }
+    let conn = guard.as_ref().expect("just opened");
+    f(conn).map_err(|e| match e {
+        crate::Error::Db(ref d) if crate::error::is_busy(d) => retryable(e),
+        crate::Error::Db(_) | crate::Error::Io(_) => retryable(e),
+        other => JobError::Permanent(other.to_string()),
+    })
+}
+
+fn order_of(job: &Job) -> Result<OrderJob, JobError> {
+    serde_json::from_value(job.payload.clone())
+        .map_err(|e| JobError::Permanent(format!("bad job payload: {e}")))
+}
+
+fn load_order(
+    slot: &Mutex<Option<Connection>>,
+    data: &DataDir,
+    order_id: &str,
+) -> Result<(orders::OrderDetail, mail::Sender), JobError> {
+    let found = with_conn(slot, data, |c| {
+        let order = orders::get(c, order_id)?;
+        let sender = mail::Sender {
+            shop_name: settings::get(c, "shop_name")?,
+            email: settings::get(c, "shop_email")?,
+        };
+        Ok(order.map(|o| (o, sender)))
+    })?;
+    found.ok_or_else(|| JobError::Permanent(format!("order {order_id} does not exist")))
+}
+
+impl JobHandler for ShopJobs {
+    fn handle(&self, job: Job) -> BoxFuture<'static, Result<(), JobError>> {
+        let data = self.data.clone();
+        let slot = self.conn.clone();
+        Box::pin(async move {
+            let task = tokio::task::spawn_blocking(move || -> Result<(), JobError> {
+                match job.job_type.as_str() {
+                    ORDER_CONFIRMATION_EMAIL => {
+                        let order = order_of(&job)?;
+                        let (detail, sender) = load_order(&slot, &data, &order.order_id)?;
+                        let email = mail::order_confirmation(&detail, &sender)
+                            .map_err(JobError::Permanent)?;
+                        let path = mail::write_to_outbox(&data.outbox(), &email)
+                            .map_err(|e| retryable(format!("writing to the outbox failed: {e}")))?;
+                        tracing::info!(receipt = %detail.receipt_number, path = %path.display(), "confirmation email written");
+                        Ok(())
+                    }
+                    ORDER_NOTIFICATION => {
+                        let order = order_of(&job)?;
+                        let (detail, _) = load_order(&slot, &data, &order.order_id)?;
+                        let note = notify::order_placed(&detail);
+                        notify::show(&note).map_err(JobError::Retryable)?;
+                        tracing::info!(summary = %note.summary, "notification shown");
+                        Ok(())
+                    }
+                    other => Err(JobError::Permanent(format!("unknown job type \"{other}\""))),
+                }
+            });
+            task.await
+                .map_err(|e| JobError::Retryable(format!("job task failed: {e}")))?
+        })
+    }
+}

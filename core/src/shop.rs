@@ -1,0 +1,141 @@
+//! `Shop`: the one handle the desktop app and the CLI hold. It owns the
+//! till's writing connection (checkout commits with `synchronous=FULL`) and
+//! answers everything the UI asks.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+use crate::catalog::{self, ImportSummary, Product};
+use crate::checkout::{self, OrderRequest, PlacedOrder};
+use crate::db::{self, Durability};
+use crate::error::{Error, Result};
+use crate::jobs::ShopJobs;
+use crate::orders::{self, OrderSummary};
+use crate::paths::DataDir;
+use crate::queue::{self, JobHandler, JobInfo, JobStats, JobStatus};
+use crate::settings::{self, ShopInfo};
+use crate::worker::WorkerConfig;
+
+pub struct Shop {
+    data: DataDir,
+    conn: Mutex<Connection>,
+}
+
+impl Shop {
+    /// Opens the shop in `data_dir`, creating it and bringing the database
+    /// schema up to date.
+    pub fn open(data_dir: &Path) -> Result<Shop> {
+        let data = DataDir::new(data_dir);
+        std::fs::create_dir_all(data.root())?;
+        let conn = db::open(&data.database(), Durability::Full)?;
+        Ok(Shop {
+            data,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the
+        // transaction rolls back when dropped), so the connection is usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn info(&self) -> Result<ShopInfo> {
+        let conn = self.conn();
+        Ok(ShopInfo {
+            shop_name: settings::get(&conn, "shop_name")?,
+            currency: settings::get(&conn, "currency")?,
+            data_dir: self.data.root().display().to_string(),
+            outbox_dir: self.data.outbox().display().to_string(),
+        })
+    }
+
+    pub fn setting(&self, key: &str) -> Result<String> {
+        settings::get(&self.conn(), key)
+    }
+
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        settings::set(&self.conn(), key, value)
+    }
+
+    /// Imports a Shopify product CSV given as text (the UI reads the file).
+    pub fn import_products_csv_str(
+        &self,
+        source_name: &str,
+        content: &str,
+    ) -> Result<ImportSummary> {
+        let mut conn = self.conn();
+        db::write(&mut conn, |tx| {
+            catalog::import_shopify_csv(tx, source_name, content.as_bytes())
+        })
+    }
+
+    /// Imports a Shopify product CSV file.
+    pub fn import_products_file(&self, path: &Path) -> Result<ImportSummary> {
+        let content = std::fs::read(path)
+            .map_err(|e| Error::invalid("file", format!("cannot read {}: {e}", path.display())))?;
+        let content = String::from_utf8(content)
+            .map_err(|_| Error::invalid("file", format!("{} is not UTF-8 text", path.display())))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.import_products_csv_str(&name, &content)
+    }
+
+    pub fn list_products(&self, query: Option<&str>, limit: usize) -> Result<Vec<Product>> {
+        catalog::search(&self.conn(), query, limit)
+    }
+
+    pub fn place_order(&self, req: &OrderRequest) -> Result<PlacedOrder> {
+        let started = std::time::Instant::now();
+        let placed = checkout::place(&mut self.conn(), req)?;
+        tracing::info!(
+            receipt = %placed.receipt_number,
+            duplicate = placed.duplicate,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "checkout"
+        );
+        Ok(placed)
+    }
+
+    pub fn list_orders(&self, limit: usize) -> Result<Vec<OrderSummary>> {
+        orders::list(&self.conn(), limit)
+    }
+
+    pub fn order(&self, order_id: &str) -> Result<orders::OrderDetail> {
+        orders::get(&self.conn(), order_id)?
+            .ok_or_else(|| Error::NotFound(format!("no order with id {order_id}")))
+    }
+
+    pub fn job_stats(&self) -> Result<JobStats> {
+        queue::stats(&self.conn())
+    }
+
+    pub fn list_jobs(&self, status: Option<JobStatus>, limit: usize) -> Result<Vec<JobInfo>> {
+        queue::list(&self.conn(), status, limit)
+    }
+
+    /// Pauses or resumes every queue (persisted across restarts).
+    pub fn set_queue_paused(&self, paused: bool) -> Result<()> {
+        queue::set_paused(&self.conn(), None, paused)?;
+        queue::wake();
+        Ok(())
+    }
+
+    /// The handler that runs this shop's jobs (emails, notifications).
+    pub fn job_handler(&self) -> Arc<dyn JobHandler> {
+        Arc::new(ShopJobs::new(self.data.clone()))
+    }
+
+    /// Worker settings for this shop's database, with defaults.
+    pub fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig::new(self.data.database())
+    }
+}

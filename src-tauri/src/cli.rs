@@ -1,0 +1,479 @@
+//! The command line: one binary, subcommands for scripting and a headless
+//! worker; no subcommand opens the desktop app.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use shopdesk_core::checkout::{LineRequest, OrderRequest, Payment};
+use shopdesk_core::queue::JobStatus;
+use shopdesk_core::{paths, worker, Shop};
+use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shopdesk",
+    version,
+    about = "ShopDesk: orders at the counter, emails and notifications in the background"
+)]
+struct Cli {
+    /// Where the database, outbox and logs live [default: the OS app-data folder]
+    #[arg(long, global = true, env = paths::DATA_DIR_ENV, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Import data into the shop
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+    /// The product catalog
+    Products {
+        #[command(subcommand)]
+        action: ProductsAction,
+    },
+    /// Place an order
+    Order {
+        #[command(subcommand)]
+        action: OrderAction,
+    },
+    /// Orders placed so far
+    Orders {
+        #[command(subcommand)]
+        action: OrdersAction,
+    },
+    /// The background job queue
+    Jobs {
+        #[command(subcommand)]
+        action: JobsAction,
+    },
+    /// Run the job queue without the desktop app
+    Worker {
+        /// Exit once no job is due instead of running until interrupted
+        #[arg(long)]
+        until_idle: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ImportWhat {
+    /// Import or update products from a Shopify product CSV export
+    Products {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ProductsAction {
+    /// List products (optionally matching a search)
+    List {
+        #[arg(long, short)]
+        query: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum OrderAction {
+    /// Place an order (checks stock, records payment, queues the email)
+    Place(PlaceArgs),
+}
+
+#[derive(Args, Debug)]
+struct PlaceArgs {
+    #[arg(long)]
+    customer_name: Option<String>,
+    #[arg(long)]
+    customer_email: Option<String>,
+    /// A line as SKU:QUANTITY; repeat for more lines
+    #[arg(long = "line", value_name = "SKU:QTY", required = true)]
+    lines: Vec<String>,
+    /// cash:TENDERED_CENTS or card:REFERENCE
+    #[arg(long, value_name = "cash:CENTS|card:REF")]
+    pay: String,
+    /// Idempotency key: repeating the command with the same key places one order
+    #[arg(long)]
+    key: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum OrdersAction {
+    /// List orders, newest first
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum JobsAction {
+    /// List jobs, newest first
+    List {
+        /// pending, running, failed (retrying), done or dead
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Counts per state
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failure to report: message for stderr, and the exit code.
+struct Failure {
+    code: String,
+    message: String,
+}
+
+impl From<shopdesk_core::Error> for Failure {
+    fn from(e: shopdesk_core::Error) -> Self {
+        let p = e.to_public();
+        let message = match p.field {
+            Some(field) => format!("{field}: {}", p.message),
+            None => p.message,
+        };
+        Failure {
+            code: p.code,
+            message,
+        }
+    }
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        code: "invalid_input".into(),
+        message: message.into(),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let data_dir = paths::data_dir(cli.data_dir.as_deref());
+    let _log_guard = init_logging(&data_dir, cli.command.is_none());
+    match run(cli.command, &data_dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error [{}]: {}", f.code, f.message);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr and to a daily file in `<data dir>/logs`. The CLI keeps
+/// stderr quiet (warnings only) so its output stays scriptable.
+fn init_logging(data_dir: &Path, app: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let stderr_filter = EnvFilter::try_from_env("SHOPDESK_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(if app { "info" } else { "warn" }));
+    let stderr = fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(stderr_filter);
+    let logs = data_dir.join("logs");
+    let file = std::fs::create_dir_all(&logs).ok().map(|_| {
+        let (writer, guard) =
+            tracing_appender::non_blocking(tracing_appender::rolling::daily(&logs, "shopdesk.log"));
+        (
+            fmt::layer()
+                .with_ansi(false)
+                .with_writer(writer)
+                .with_filter(EnvFilter::new("info")),
+            guard,
+        )
+    });
+    let (file_layer, guard) = match file {
+        Some((l, g)) => (Some(l), Some(g)),
+        None => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(file_layer)
+        .try_init();
+    guard
+}
+
+fn print_json(value: &impl Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("our types always serialise")
+    );
+}
+
+fn run(command: Option<Command>, data_dir: &Path) -> Result<(), Failure> {
+    let shop = Shop::open(data_dir)?;
+    let Some(command) = command else {
+        return crate::app::run(shop).map_err(|e| Failure {
+            code: "app".into(),
+            message: e.to_string(),
+        });
+    };
+    match command {
+        Command::Import {
+            what: ImportWhat::Products { file, json },
+        } => {
+            let summary = shop.import_products_file(&file)?;
+            if json {
+                print_json(&summary);
+            } else {
+                println!(
+                    "{}: imported {} · updated {} · skipped {}",
+                    summary.source,
+                    summary.imported,
+                    summary.updated,
+                    summary.skipped.len()
+                );
+                for s in &summary.skipped {
+                    println!("  skipped line {} ({}): {}", s.row, s.handle, s.reason);
+                }
+            }
+        }
+        Command::Products {
+            action: ProductsAction::List { query, limit, json },
+        } => {
+            let products = shop.list_products(query.as_deref(), limit)?;
+            if json {
+                print_json(&products);
+            } else {
+                let currency = shop.setting("currency")?;
+                for p in products {
+                    println!(
+                        "{:<36} {:>10} {:>6}  {}",
+                        p.sku,
+                        shopdesk_core::money::format(p.price_cents, &currency),
+                        p.stock,
+                        p.title
+                    );
+                }
+            }
+        }
+        Command::Order {
+            action: OrderAction::Place(args),
+        } => place(&shop, args)?,
+        Command::Orders {
+            action: OrdersAction::List { limit, json },
+        } => {
+            let orders = shop.list_orders(limit)?;
+            if json {
+                print_json(&orders);
+            } else {
+                for o in orders {
+                    let email = match (&o.email_status, &o.email_error) {
+                        (s, Some(e)) => format!("{s:?}: {e}"),
+                        (s, None) => format!("{s:?}"),
+                    };
+                    println!(
+                        "{}  {}  {:>10}  {:<4}  {:<24}  email {}",
+                        o.receipt_number,
+                        o.created_at,
+                        shopdesk_core::money::format(o.total_cents, &o.currency),
+                        o.payment_method,
+                        o.customer_name.as_deref().unwrap_or("-"),
+                        email.to_lowercase()
+                    );
+                }
+            }
+        }
+        Command::Jobs {
+            action:
+                JobsAction::List {
+                    status,
+                    limit,
+                    json,
+                },
+        } => {
+            let status = match status {
+                None => None,
+                Some(s) => Some(JobStatus::parse(&s).ok_or_else(|| {
+                    usage(format!(
+                        "unknown job status \"{s}\" (pending, running, failed, done, dead)"
+                    ))
+                })?),
+            };
+            let jobs = shop.list_jobs(status, limit)?;
+            if json {
+                print_json(&jobs);
+            } else {
+                for j in jobs {
+                    println!(
+                        "{}  {:<26} {:<8} attempts {}/{}  next {}  {}",
+                        j.id,
+                        j.job_type,
+                        j.status.as_str(),
+                        j.attempts,
+                        j.max_attempts,
+                        j.run_at,
+                        j.last_error.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Command::Jobs {
+            action: JobsAction::Stats { json },
+        } => {
+            let s = shop.job_stats()?;
+            if json {
+                print_json(&s);
+            } else {
+                println!(
+                    "pending {} · running {} · retrying {} · done {} · dead {}{}",
+                    s.pending,
+                    s.running,
+                    s.failed,
+                    s.done,
+                    s.dead,
+                    if s.paused { " · paused" } else { "" }
+                );
+            }
+        }
+        Command::Worker { until_idle } => {
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure {
+                code: "io".into(),
+                message: e.to_string(),
+            })?;
+            let config = shop.worker_config();
+            let handler = shop.job_handler();
+            runtime.block_on(async move {
+                if until_idle {
+                    let summary = worker::run_until_idle(config, handler).await?;
+                    print_json(&summary);
+                } else {
+                    let shutdown = async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    };
+                    worker::run(config, handler, shutdown).await?;
+                }
+                Ok::<(), shopdesk_core::Error>(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_line(text: &str) -> Result<LineRequest, Failure> {
+    let (sku, qty) = text
+        .rsplit_once(':')
+        .ok_or_else(|| usage(format!("--line \"{text}\" must be SKU:QUANTITY")))?;
+    let quantity = qty.trim().parse::<i64>().map_err(|_| {
+        usage(format!(
+            "--line \"{text}\": \"{qty}\" is not a whole number"
+        ))
+    })?;
+    Ok(LineRequest {
+        sku: sku.to_string(),
+        quantity,
+    })
+}
+
+fn parse_payment(text: &str) -> Result<Payment, Failure> {
+    match text.split_once(':') {
+        Some(("cash", cents)) => cents
+            .trim()
+            .parse::<i64>()
+            .map(|tendered_cents| Payment::Cash { tendered_cents })
+            .map_err(|_| {
+                usage(format!(
+                    "--pay cash:CENTS: \"{cents}\" is not a whole number of cents"
+                ))
+            }),
+        Some(("card", reference)) => Ok(Payment::Card {
+            reference: reference.to_string(),
+        }),
+        _ => Err(usage(format!(
+            "--pay \"{text}\" must be cash:CENTS or card:REFERENCE"
+        ))),
+    }
+}
+
+fn place(shop: &Shop, args: PlaceArgs) -> Result<(), Failure> {
+    let lines = args
+        .lines
+        .iter()
+        .map(|l| parse_line(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    let request = OrderRequest {
+        idempotency_key: args.key.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        customer_name: args.customer_name,
+        customer_email: args.customer_email,
+        lines,
+        payment: parse_payment(&args.pay)?,
+    };
+    let placed = shop.place_order(&request)?;
+    if args.json {
+        print_json(&placed);
+    } else {
+        let currency = shop.setting("currency")?;
+        print!(
+            "{} total {}",
+            placed.receipt_number,
+            shopdesk_core::money::format(placed.total_cents, &currency)
+        );
+        if let Some(change) = placed.change_due_cents {
+            print!(
+                " · change {}",
+                shopdesk_core::money::format(change, &currency)
+            );
+        }
+        println!(
+            "{}",
+            if placed.duplicate {
+                " (already placed)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_and_payments_parse() {
+        let l = parse_line("tee-small:3").unwrap();
+        assert_eq!((l.sku.as_str(), l.quantity), ("tee-small", 3));
+        let l = parse_line("odd:sku:2").unwrap();
+        assert_eq!(l.sku, "odd:sku");
+        assert!(parse_line("tee").is_err());
+        assert!(parse_line("tee:many").is_err());
+        assert_eq!(
+            parse_payment("cash:5000").ok(),
+            Some(Payment::Cash {
+                tendered_cents: 5000
+            })
+        );
+        assert_eq!(
+            parse_payment("card:AUTH-1").ok(),
+            Some(Payment::Card {
+                reference: "AUTH-1".into()
+            })
+        );
+        assert!(parse_payment("cash:12.50").is_err());
+        assert!(parse_payment("cheque:1").is_err());
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,631 @@
+//! End-to-end test: the real `shopdesk` binary in the real webview, driven
+//! through tauri-driver (WebDriver) inside Xvfb with a private session D-Bus
+//! and a notification daemon.
+//!
+//! Run it with `make e2e` (or `scripts/e2e.sh`), which starts those services
+//! and sets the environment this test reads:
+//!
+//! - `SHOPDESK_BIN`: absolute path of the built app,
+//! - `WEBDRIVER_URL`: where tauri-driver listens,
+//! - `SHOPDESK_E2E_DATA_DIR`: the app's data directory (given to the app as
+//!   `SHOPDESK_DATA_DIR` through tauri-driver's environment),
+//! - `NOTIFY_LOG`: file that captures desktop notifications,
+//! - `CATALOG_CSV`: the Shopify catalog to import,
+//! - `E2E_ARTIFACTS_DIR` (optional): where screenshots go, default
+//!   `target/e2e`.
+//!
+//! The test fails, rather than skips, when one of the required variables is
+//! missing: a silently skipped end-to-end test looks exactly like a passing one.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use fantoccini::elements::Element;
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+/// How long to poll for something the UI or a background job should produce.
+const WAIT: Duration = Duration::from_secs(20);
+/// The first page load includes starting the app and WebKit's processes.
+const FIRST_LOAD_WAIT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(200);
+/// Upper bound for the whole flow, so a hung WebDriver call cannot hang CI.
+const WHOLE_TEST: Duration = Duration::from_secs(300);
+
+const RECEIPT: &str = "R-000001";
+const CUSTOMER_NAME: &str = "Ada Lovelace";
+const CUSTOMER_EMAIL: &str = "ada@example.com";
+
+struct Env {
+    bin: PathBuf,
+    webdriver_url: String,
+    data_dir: PathBuf,
+    notify_log: PathBuf,
+    catalog: PathBuf,
+    artifacts: PathBuf,
+}
+
+fn required(name: &str) -> Result<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => bail!(
+            "environment variable {name} is not set; run the end-to-end test through \
+             `make e2e` (scripts/e2e.sh), which starts Xvfb, D-Bus, dunst and tauri-driver"
+        ),
+    }
+}
+
+impl Env {
+    fn from_env() -> Result<Self> {
+        let bin = PathBuf::from(required("SHOPDESK_BIN")?);
+        ensure!(
+            bin.is_file(),
+            "SHOPDESK_BIN {} does not exist",
+            bin.display()
+        );
+        let catalog = PathBuf::from(required("CATALOG_CSV")?);
+        ensure!(
+            catalog.is_file(),
+            "CATALOG_CSV {} does not exist",
+            catalog.display()
+        );
+        let artifacts = std::env::var_os("E2E_ARTIFACTS_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e"));
+        std::fs::create_dir_all(&artifacts)
+            .with_context(|| format!("creating {}", artifacts.display()))?;
+        Ok(Self {
+            bin,
+            webdriver_url: required("WEBDRIVER_URL")?,
+            data_dir: PathBuf::from(required("SHOPDESK_E2E_DATA_DIR")?),
+            notify_log: PathBuf::from(required("NOTIFY_LOG")?),
+            catalog,
+            artifacts,
+        })
+    }
+}
+
+#[test]
+fn place_order_end_to_end() {
+    let env = Env::from_env().unwrap_or_else(|e| panic!("{e:#}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let client = connect(&env).await.unwrap_or_else(|e| panic!("{e:#}"));
+        let outcome = tokio::time::timeout(WHOLE_TEST, flow(&client, &env)).await;
+        let outcome = match outcome {
+            Ok(r) => r,
+            Err(_) => Err(anyhow!(
+                "the end-to-end flow took longer than {WHOLE_TEST:?}"
+            )),
+        };
+        if outcome.is_err() {
+            // Best effort: what the window showed when it went wrong.
+            let _ = screenshot(&client, &env, "failure").await;
+            if let Ok(html) = client.source().await {
+                let _ = std::fs::write(env.artifacts.join("failure.html"), html);
+            }
+        }
+        // Ending the session makes tauri-driver close the app.
+        let _ = client.close().await;
+        if let Err(e) = outcome {
+            panic!("end-to-end flow failed: {e:#}");
+        }
+    });
+}
+
+async fn connect(env: &Env) -> Result<Client> {
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("wry"));
+    caps.insert(
+        "tauri:options".into(),
+        json!({ "application": env.bin.to_string_lossy() }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // tauri-driver is already listening (the script waits for it), but the
+    // native driver behind it may still be starting: retry briefly.
+    loop {
+        match ClientBuilder::new(connector.clone())
+            .capabilities(caps.clone())
+            .connect(&env.webdriver_url)
+            .await
+        {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("e2e: WebDriver session not ready yet: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(anyhow!(e)).with_context(|| {
+                    format!("starting a WebDriver session at {}", env.webdriver_url)
+                })
+            }
+        }
+    }
+}
+
+async fn flow(c: &Client, env: &Env) -> Result<()> {
+    step("waiting for the main window");
+    wait_for(
+        "the navigation (nav-products) to appear",
+        FIRST_LOAD_WAIT,
+        || async { Ok(find_opt(c, "nav-products").await?.map(|_| ())) },
+    )
+    .await?;
+
+    import_catalog(c, env).await?;
+    new_order(c, env).await?;
+    orders(c, env).await?;
+    outbox(env).await?;
+    notification(env).await?;
+    jobs(c, env).await?;
+    step("all checks passed");
+    Ok(())
+}
+
+async fn import_catalog(c: &Client, env: &Env) -> Result<()> {
+    step("Products: importing the catalog");
+    click(c, "nav-products").await?;
+    let input = wait_find(c, "import-file").await?;
+    let path = env.catalog.to_string_lossy().into_owned();
+
+    // The file input sits behind a button. Try, in order: sending the path to
+    // the input as it is; after making it visible; building the File in JS.
+    let mut how = "send_keys on the input";
+    if input.send_keys(&path).await.is_err() {
+        how = "send_keys after making the input visible";
+        c.execute(
+            "const el = arguments[0];
+             el.hidden = false;
+             el.removeAttribute('hidden');
+             Object.assign(el.style, {display: 'block', visibility: 'visible', opacity: '1',
+               position: 'static', width: '300px', height: '30px'});",
+            vec![elem_arg(&input)?],
+        )
+        .await
+        .context("making the import-file input visible")?;
+        if input.send_keys(&path).await.is_err() {
+            how = "a File built in JS and a change event";
+            set_file_via_js(c, &input, &env.catalog).await?;
+        }
+    }
+    step(&format!("Products: file given by {how}"));
+
+    let summary = wait_for(
+        "import-summary to say how many products were imported",
+        WAIT,
+        || async {
+            Ok(text_opt(c, "import-summary")
+                .await?
+                .filter(|t| t.contains("Imported")))
+        },
+    )
+    .await?;
+    step(&format!("Products: summary: {summary:?}"));
+    let imported = number_after(&summary, "Imported")
+        .with_context(|| format!("no number after 'Imported' in the summary {summary:?}"))?;
+    ensure!(
+        imported > 0,
+        "import-summary reports nothing imported: {summary:?}"
+    );
+
+    let rows = wait_for("product rows to list Ocean Blue Shirt", WAIT, || async {
+        let rows = c.find_all(tid("product-row")).await?;
+        let mut texts = Vec::with_capacity(rows.len());
+        for r in &rows {
+            texts.push(r.text().await.unwrap_or_default());
+        }
+        Ok(texts
+            .iter()
+            .any(|t| t.contains("Ocean Blue Shirt"))
+            .then_some(texts.len()))
+    })
+    .await?;
+    step(&format!("Products: {rows} product rows shown"));
+    screenshot(c, env, "products").await
+}
+
+async fn new_order(c: &Client, env: &Env) -> Result<()> {
+    step("New order: adding Ocean Blue Shirt");
+    click(c, "nav-new-order").await?;
+    let search = wait_find(c, "sku-search").await?;
+    search.click().await.ok();
+    search
+        .send_keys("ocean")
+        .await
+        .context("typing into sku-search")?;
+    wait_for("a search result for 'ocean'", WAIT, || async {
+        let results = c.find_all(tid("search-result")).await?;
+        for r in results {
+            if r.text()
+                .await
+                .unwrap_or_default()
+                .contains("Ocean Blue Shirt")
+            {
+                return Ok(Some(()));
+            }
+        }
+        Ok(None)
+    })
+    .await?;
+    search
+        .send_keys(&String::from(char::from(Key::Enter)))
+        .await?;
+    wait_for("one order line after pressing Enter", WAIT, || async {
+        let lines = c.find_all(tid("order-line")).await?;
+        Ok((lines.len() == 1).then_some(()))
+    })
+    .await?;
+    let line = c.find(tid("order-line")).await?;
+    let line_text = line.text().await?;
+    ensure!(
+        line_text.contains("Ocean Blue Shirt"),
+        "the order line is not Ocean Blue Shirt: {line_text:?}"
+    );
+    if let Ok(qty) = line.find(tid("line-qty")).await {
+        let v = qty.prop("value").await?.unwrap_or_default();
+        ensure!(v == "1", "line-qty should start at 1, is {v:?}");
+    } else {
+        bail!("the order line has no line-qty input");
+    }
+
+    step("New order: customer, cash payment");
+    fill(c, "customer-name", CUSTOMER_NAME).await?;
+    fill(c, "customer-email", "not-an-email").await?;
+    click(c, "pay-cash").await?;
+    fill(c, "tendered", "100.00").await?;
+    wait_text_contains(c, "order-total", "50.00").await?;
+    wait_text_contains(c, "change-due", "50.00").await?;
+
+    step("New order: a malformed email must be refused");
+    click(c, "place-order").await?;
+    let err = wait_for("error-customer_email for 'not-an-email'", WAIT, || async {
+        Ok(text_opt(c, "error-customer_email")
+            .await?
+            .filter(|t| !t.trim().is_empty()))
+    })
+    .await?;
+    step(&format!("New order: email error shown: {err:?}"));
+    // Give a wrongly accepted order a moment to show up before checking.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Some(r) = text_opt(c, "receipt-number").await? {
+        ensure!(
+            r.trim().is_empty(),
+            "an order was placed despite the malformed email: receipt {r:?}"
+        );
+    }
+    screenshot(c, env, "new-order-invalid").await?;
+
+    step("New order: fixing the email and placing the order");
+    fill(c, "customer-email", CUSTOMER_EMAIL).await?;
+    wait_text_contains(c, "change-due", "50.00").await?;
+    click(c, "place-order").await?;
+    let receipt = wait_for("receipt-number after placing the order", WAIT, || async {
+        if let Some(e) = text_opt(c, "form-error")
+            .await?
+            .filter(|t| !t.trim().is_empty())
+        {
+            return Err(anyhow!("the order was refused with form-error {e:?}"));
+        }
+        Ok(text_opt(c, "receipt-number")
+            .await?
+            .filter(|t| t.contains(RECEIPT)))
+    })
+    .await?;
+    step(&format!("New order: placed, receipt {receipt:?}"));
+    screenshot(c, env, "new-order-placed").await
+}
+
+async fn orders(c: &Client, env: &Env) -> Result<()> {
+    step("Orders: waiting for the confirmation email to be sent");
+    click(c, "nav-orders").await?;
+    let started = Instant::now();
+    let mut last_status = String::from("(no row)");
+    let mut last_refresh = Instant::now();
+    loop {
+        let mut found = None;
+        for row in c.find_all(tid("order-row")).await? {
+            if row.text().await.unwrap_or_default().contains(RECEIPT) {
+                let status = match row.find(tid("email-status")).await {
+                    Ok(s) => s.text().await.unwrap_or_default(),
+                    Err(_) => String::from("(no email-status in the row)"),
+                };
+                found = Some(status.trim().to_lowercase());
+                break;
+            }
+        }
+        if let Some(s) = found {
+            if s.contains("sent") {
+                break;
+            }
+            ensure!(!s.contains("failed"), "email-status of {RECEIPT} is {s:?}");
+            last_status = s;
+        }
+        if started.elapsed() > WAIT {
+            bail!(
+                "timed out after {WAIT:?} waiting for the order row {RECEIPT} with \
+                 email-status 'sent'; last seen: {last_status:?}"
+            );
+        }
+        // The page may only load its list when shown: re-open it now and then.
+        if last_refresh.elapsed() > Duration::from_secs(3) {
+            click(c, "nav-jobs").await?;
+            click(c, "nav-orders").await?;
+            last_refresh = Instant::now();
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    step("Orders: email-status is sent");
+    screenshot(c, env, "orders").await
+}
+
+async fn outbox(env: &Env) -> Result<()> {
+    let dir = env.data_dir.join("outbox");
+    step(&format!(
+        "Outbox: looking for the .eml in {}",
+        dir.display()
+    ));
+    let file = wait_for(
+        "a .eml in the outbox with the receipt and the customer",
+        WAIT,
+        || {
+            let dir = dir.clone();
+            async move {
+                let Ok(entries) = std::fs::read_dir(&dir) else {
+                    return Ok(None);
+                };
+                for e in entries.flatten() {
+                    let p = e.path();
+                    if p.extension().and_then(|x| x.to_str()) != Some("eml") {
+                        continue;
+                    }
+                    let raw = std::fs::read(&p).unwrap_or_default();
+                    if eml_mentions(&raw, RECEIPT) && eml_mentions(&raw, CUSTOMER_EMAIL) {
+                        return Ok(Some(p));
+                    }
+                }
+                Ok(None)
+            }
+        },
+    )
+    .await?;
+    step(&format!("Outbox: found {}", file.display()));
+    Ok(())
+}
+
+/// Whether the raw message or its decoded headers and text mention `needle`
+/// (bodies may be quoted-printable or base64).
+fn eml_mentions(raw: &[u8], needle: &str) -> bool {
+    if String::from_utf8_lossy(raw).contains(needle) {
+        return true;
+    }
+    let Some(msg) = mail_parser::MessageParser::default().parse(raw) else {
+        return false;
+    };
+    let in_subject = msg.subject().is_some_and(|s| s.contains(needle));
+    let in_to = msg
+        .to()
+        .map(|a| {
+            a.iter()
+                .any(|a| a.address().is_some_and(|x| x.contains(needle)))
+        })
+        .unwrap_or(false);
+    let in_text = (0..msg.text_body_count())
+        .any(|i| msg.body_text(i).is_some_and(|t| t.contains(needle)))
+        || (0..msg.html_body_count()).any(|i| msg.body_html(i).is_some_and(|t| t.contains(needle)));
+    in_subject || in_to || in_text
+}
+
+async fn notification(env: &Env) -> Result<()> {
+    step("Notification: waiting for the desktop notification");
+    let log = env.notify_log.clone();
+    wait_for(
+        &format!("{} to mention {RECEIPT}", log.display()),
+        WAIT,
+        || {
+            let log = log.clone();
+            async move {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                Ok(text.contains(RECEIPT).then_some(()))
+            }
+        },
+    )
+    .await?;
+    step("Notification: seen");
+    Ok(())
+}
+
+async fn jobs(c: &Client, env: &Env) -> Result<()> {
+    step("Jobs: checking the job list");
+    click(c, "nav-jobs").await?;
+    let stats = wait_for("job-stats", WAIT, || async {
+        text_opt(c, "job-stats").await
+    })
+    .await?;
+    let n = wait_for("at least one job-row", WAIT, || async {
+        let n = c.find_all(tid("job-row")).await?.len();
+        Ok((n > 0).then_some(n))
+    })
+    .await?;
+    step(&format!("Jobs: {n} rows; stats {stats:?}"));
+    screenshot(c, env, "jobs").await
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn step(msg: &str) {
+    eprintln!("e2e: {msg}");
+}
+
+fn tid(id: &str) -> Locator<'static> {
+    // Locator borrows its selector; the handful of selectors built here live
+    // for the whole test, so leaking them is harmless.
+    Locator::Css(Box::leak(
+        format!("[data-testid=\"{id}\"]").into_boxed_str(),
+    ))
+}
+
+fn elem_arg(e: &Element) -> Result<Value> {
+    serde_json::to_value(e).context("serialising a WebDriver element")
+}
+
+/// Polls `probe` until it yields `Some`, an error that is not a WebDriver
+/// "no such element" kind of hiccup, or the timeout passes.
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let start = Instant::now();
+    let mut last_err = None;
+    loop {
+        match probe().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => {
+                // Errors raised by the probe itself (not WebDriver) are final.
+                if e.downcast_ref::<fantoccini::error::CmdError>().is_none() {
+                    return Err(e.context(format!("while waiting for {what}")));
+                }
+                last_err = Some(e);
+            }
+        }
+        if start.elapsed() > timeout {
+            let detail = last_err
+                .map(|e| format!("; last WebDriver error: {e:#}"))
+                .unwrap_or_default();
+            bail!("timed out after {timeout:?} waiting for {what}{detail}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn find_opt(c: &Client, id: &str) -> Result<Option<Element>> {
+    Ok(c.find_all(tid(id)).await?.into_iter().next())
+}
+
+async fn wait_find(c: &Client, id: &str) -> Result<Element> {
+    wait_for(&format!("element {id}"), WAIT, || find_opt(c, id)).await
+}
+
+async fn text_opt(c: &Client, id: &str) -> Result<Option<String>> {
+    match find_opt(c, id).await? {
+        Some(e) => Ok(Some(e.text().await?)),
+        None => Ok(None),
+    }
+}
+
+async fn wait_text_contains(c: &Client, id: &str, needle: &str) -> Result<String> {
+    let last = std::cell::RefCell::new(None);
+    let r = wait_for(&format!("{id} to show {needle:?}"), WAIT, || async {
+        let t = text_opt(c, id).await?;
+        // Inputs have no text: fall back to their value.
+        let t = match t {
+            Some(t) if !t.trim().is_empty() => Some(t),
+            _ => match find_opt(c, id).await? {
+                Some(e) => e.prop("value").await?,
+                None => None,
+            },
+        };
+        last.replace(t.clone());
+        Ok(t.filter(|t| t.contains(needle)))
+    })
+    .await;
+    r.with_context(|| format!("{id} last showed {:?}", last.borrow()))
+}
+
+/// Clicks an element; if WebDriver refuses (hidden radio behind a label,
+/// covered button), clicks it from JavaScript instead.
+async fn click(c: &Client, id: &str) -> Result<()> {
+    let e = wait_find(c, id).await?;
+    if e.click().await.is_err() {
+        c.execute("arguments[0].click();", vec![elem_arg(&e)?])
+            .await
+            .with_context(|| format!("clicking {id}"))?;
+    }
+    Ok(())
+}
+
+/// Replaces an input's value by typing, as a person would; if the value does
+/// not stick, sets it from JavaScript and fires input/change events.
+async fn fill(c: &Client, id: &str, value: &str) -> Result<()> {
+    let e = wait_find(c, id).await?;
+    let _ = e.clear().await;
+    // Select whatever is left and type over it.
+    let select_all = format!("{}a", char::from(Key::Control));
+    let _ = e.send_keys(&select_all).await;
+    e.send_keys(value)
+        .await
+        .with_context(|| format!("typing into {id}"))?;
+    let now = e.prop("value").await?.unwrap_or_default();
+    if now != value {
+        c.execute(
+            "const [el, v] = arguments;
+             const proto = Object.getPrototypeOf(el);
+             const setter = Object.getOwnPropertyDescriptor(proto, 'value').set;
+             setter.call(el, v);
+             el.dispatchEvent(new Event('input', {bubbles: true}));
+             el.dispatchEvent(new Event('change', {bubbles: true}));",
+            vec![elem_arg(&e)?, json!(value)],
+        )
+        .await
+        .with_context(|| format!("setting {id} from JavaScript"))?;
+        let now = e.prop("value").await?.unwrap_or_default();
+        ensure!(
+            now == value,
+            "{id} holds {now:?} after setting it to {value:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Last resort for the import: hand the input a File built from the CSV's
+/// content and fire `change`, as a browser does after a file pick.
+async fn set_file_via_js(c: &Client, input: &Element, path: &Path) -> Result<()> {
+    let content =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "catalog.csv".into());
+    c.execute(
+        "const [el, name, content] = arguments;
+         const dt = new DataTransfer();
+         dt.items.add(new File([content], name, {type: 'text/csv'}));
+         el.files = dt.files;
+         el.dispatchEvent(new Event('input', {bubbles: true}));
+         el.dispatchEvent(new Event('change', {bubbles: true}));",
+        vec![elem_arg(input)?, json!(name), json!(content)],
+    )
+    .await
+    .context("setting the import file from JavaScript")?;
+    Ok(())
+}
+
+fn number_after(text: &str, word: &str) -> Option<u64> {
+    let rest = &text[text.find(word)? + word.len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+async fn screenshot(c: &Client, env: &Env, name: &str) -> Result<()> {
+    let png = c
+        .screenshot()
+        .await
+        .with_context(|| format!("screenshot {name}"))?;
+    let path = env.artifacts.join(format!("{name}.png"));
+    std::fs::write(&path, png).with_context(|| format!("writing {}", path.display()))?;
+    step(&format!("screenshot {}", path.display()));
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! Builds and runs the desktop app: the window, the commands, the tray, and
+//! the job worker running beside the UI on Tauri's async runtime.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use shopdesk_core::{worker, Shop};
+use tauri::async_runtime::JoinHandle;
+use tauri::{AppHandle, Emitter, Manager, RunEvent, Window, WindowEvent};
+use tokio::sync::{watch, Notify};
+
+use crate::commands;
+use crate::tray::{self, Tray};
+
+/// Event with the current `JobStats`, sent whenever a job changes state.
+pub const JOBS_CHANGED: &str = "jobs-changed";
+/// Event sent after an order is placed or the catalog is imported.
+pub const ORDERS_CHANGED: &str = "orders-changed";
+
+const MAIN_WINDOW: &str = "main";
+/// How long quitting waits for a running job to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Job changes come in bursts; publish counts at most this often.
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// What the commands share.
+pub struct AppState {
+    pub shop: Arc<Shop>,
+    /// Signalled when job counts may have changed; one task publishes them.
+    pub jobs_changed: Arc<Notify>,
+}
+
+/// The tray, when this desktop has one.
+struct TrayHandle(Option<Tray>);
+
+pub fn run(shop: Shop) -> Result<(), Box<dyn std::error::Error>> {
+    let shop = Arc::new(shop);
+    let jobs_changed = Arc::new(Notify::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker_task: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
+
+    let app = tauri::Builder::default()
+        .manage(AppState {
+            shop: Arc::clone(&shop),
+            jobs_changed: Arc::clone(&jobs_changed),
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::shop_info,
+            commands::list_products,
+            commands::import_products_csv,
+            commands::place_order,
+            commands::list_orders,
+            commands::job_stats,
+            commands::list_jobs,
+            commands::set_queue_paused,
+        ])
+        .on_window_event(on_window_event)
+        .setup({
+            let worker_task = Arc::clone(&worker_task);
+            move |app| {
+                let handle = app.handle().clone();
+                let tray = if tray::available() {
+                    match tray::create(&handle) {
+                        Ok(tray) => Some(tray),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not create the tray icon; closing the window quits");
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                app.manage(TrayHandle(tray));
+
+                tauri::async_runtime::spawn(publish_job_stats(
+                    handle,
+                    Arc::clone(&shop),
+                    Arc::clone(&jobs_changed),
+                    stop_rx.clone(),
+                ));
+                let task = start_worker(&shop, &jobs_changed, stop_rx);
+                *worker_task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+                // First counts for the tray and any page already listening.
+                jobs_changed.notify_one();
+                Ok(())
+            }
+        })
+        .build(tauri::generate_context!("../tauri.conf.json"))?;
+
+    let exit_code = app.run_return(|_app, event| {
+        if let RunEvent::ExitRequested { code, .. } = event {
+            tracing::info!(?code, "exit requested");
+        }
+    });
+
+    // Tell the worker to stop taking jobs and give a running one a moment to
+    // finish; an unfinished job's lease runs out and it runs again next time.
+    let _ = stop_tx.send(true);
+    let task = worker_task.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(task) = task {
+        match tauri::async_runtime::block_on(tokio::time::timeout(SHUTDOWN_GRACE, task)) {
+            Ok(_) => tracing::info!("worker stopped"),
+            Err(_) => tracing::warn!(
+                "worker still busy after {}s; its job will run again on next start",
+                SHUTDOWN_GRACE.as_secs()
+            ),
+        }
+    }
+
+    if exit_code == 0 {
+        Ok(())
+    } else {
+        Err(format!("the app exited with code {exit_code}").into())
+    }
+}
+
+/// Runs the job worker until `stop` turns true.
+fn start_worker(
+    shop: &Shop,
+    changed: &Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let mut config = shop.worker_config();
+    let changed = Arc::clone(changed);
+    config.on_change = Some(Arc::new(move || changed.notify_one()));
+    let handler = shop.job_handler();
+    let shutdown = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    tauri::async_runtime::spawn(async move {
+        tracing::info!("worker started");
+        if let Err(e) = worker::run(config, handler, shutdown).await {
+            tracing::error!(error = %e, "the job worker stopped with an error");
+        }
+    })
+}
+
+/// Publishes job counts (event for the pages, text for the tray) each time
+/// they may have changed, coalescing bursts.
+async fn publish_job_stats(
+    app: AppHandle,
+    shop: Arc<Shop>,
+    changed: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = stop.changed() => return,
+        }
+        let shop = Arc::clone(&shop);
+        match tauri::async_runtime::spawn_blocking(move || shop.job_stats()).await {
+            Ok(Ok(stats)) => {
+                if let Some(handle) = app.try_state::<TrayHandle>() {
+                    if let Some(tray) = &handle.0 {
+                        tray.update(&stats);
+                    }
+                }
+                if let Err(e) = app.emit(JOBS_CHANGED, &stats) {
+                    tracing::warn!(error = %e, "could not emit {JOBS_CHANGED}");
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not read job counts"),
+            Err(e) => tracing::warn!(error = %e, "could not read job counts"),
+        }
+        tokio::time::sleep(PUBLISH_EVERY).await;
+    }
+}
+
+/// Closing the window hides it when the tray can bring it back; otherwise
+/// closing quits as usual.
+fn on_window_event(window: &Window, event: &WindowEvent) {
+    if let WindowEvent::CloseRequested { api, .. } = event {
+        let has_tray = window
+            .app_handle()
+            .try_state::<TrayHandle>()
+            .is_some_and(|t| t.0.is_some());
+        if has_tray && window.label() == MAIN_WINDOW {
+            api.prevent_close();
+            if let Err(e) = window.hide() {
+                tracing::warn!(error = %e, "could not hide the window");
+            } else {
+                tracing::info!("window hidden; ShopDesk keeps running in the tray");
+            }
+        }
+    }
+}
+
+pub fn show_main_window(app: &AppHandle) {
+    if let Some(window) = app.get_webview_window(MAIN_WINDOW) {
+        let _ = window.show();
+        let _ = window.unminimize();
+        let _ = window.set_focus();
+    }
+}

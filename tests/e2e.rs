@@ -215,12 +215,16 @@ async fn import_catalog(c: &Client, env: &Env) -> Result<()> {
         imported > 0,
         "import-summary reports nothing imported: {summary:?}"
     );
+    ensure!(
+        summary.contains("skipped 0"),
+        "the catalog has no bad rows, yet the import skipped some: {summary:?}"
+    );
 
     let rows = wait_for("product rows to list Ocean Blue Shirt", WAIT, || async {
         let rows = c.find_all(tid("product-row")).await?;
         let mut texts = Vec::with_capacity(rows.len());
         for r in &rows {
-            texts.push(r.text().await.unwrap_or_default());
+            texts.push(text_of(c, r).await?);
         }
         Ok(texts
             .iter()
@@ -229,6 +233,10 @@ async fn import_catalog(c: &Client, env: &Env) -> Result<()> {
     })
     .await?;
     step(&format!("Products: {rows} product rows shown"));
+    ensure!(
+        rows as u64 == imported,
+        "{imported} products imported but {rows} product rows shown"
+    );
     screenshot(c, env, "products").await
 }
 
@@ -241,20 +249,18 @@ async fn new_order(c: &Client, env: &Env) -> Result<()> {
         .send_keys("ocean")
         .await
         .context("typing into sku-search")?;
+    let seen = std::cell::RefCell::new(Vec::new());
     wait_for("a search result for 'ocean'", WAIT, || async {
-        let results = c.find_all(tid("search-result")).await?;
-        for r in results {
-            if r.text()
-                .await
-                .unwrap_or_default()
-                .contains("Ocean Blue Shirt")
-            {
-                return Ok(Some(()));
-            }
+        let mut texts = Vec::new();
+        for r in c.find_all(tid("search-result")).await? {
+            texts.push(text_of(c, &r).await?);
         }
-        Ok(None)
+        let found = texts.iter().any(|t| t.contains("Ocean Blue Shirt"));
+        seen.replace(texts);
+        Ok(found.then_some(()))
     })
-    .await?;
+    .await
+    .with_context(|| format!("search results seen: {:?}", seen.borrow()))?;
     search
         .send_keys(&String::from(char::from(Key::Enter)))
         .await?;
@@ -264,7 +270,7 @@ async fn new_order(c: &Client, env: &Env) -> Result<()> {
     })
     .await?;
     let line = c.find(tid("order-line")).await?;
-    let line_text = line.text().await?;
+    let line_text = text_of(c, &line).await?;
     ensure!(
         line_text.contains("Ocean Blue Shirt"),
         "the order line is not Ocean Blue Shirt: {line_text:?}"
@@ -324,17 +330,17 @@ async fn new_order(c: &Client, env: &Env) -> Result<()> {
 }
 
 async fn orders(c: &Client, env: &Env) -> Result<()> {
+    // The page updates live: no reload, so a missed update fails the test.
     step("Orders: waiting for the confirmation email to be sent");
     click(c, "nav-orders").await?;
     let started = Instant::now();
     let mut last_status = String::from("(no row)");
-    let mut last_refresh = Instant::now();
     loop {
         let mut found = None;
         for row in c.find_all(tid("order-row")).await? {
-            if row.text().await.unwrap_or_default().contains(RECEIPT) {
+            if text_of(c, &row).await?.contains(RECEIPT) {
                 let status = match row.find(tid("email-status")).await {
-                    Ok(s) => s.text().await.unwrap_or_default(),
+                    Ok(s) => text_of(c, &s).await?,
                     Err(_) => String::from("(no email-status in the row)"),
                 };
                 found = Some(status.trim().to_lowercase());
@@ -353,12 +359,6 @@ async fn orders(c: &Client, env: &Env) -> Result<()> {
                 "timed out after {WAIT:?} waiting for the order row {RECEIPT} with \
                  email-status 'sent'; last seen: {last_status:?}"
             );
-        }
-        // The page may only load its list when shown: re-open it now and then.
-        if last_refresh.elapsed() > Duration::from_secs(3) {
-            click(c, "nav-jobs").await?;
-            click(c, "nav-orders").await?;
-            last_refresh = Instant::now();
         }
         tokio::time::sleep(POLL).await;
     }
@@ -507,6 +507,19 @@ where
     }
 }
 
+/// An element's text as the page lays it out (`innerText`, or `textContent`
+/// when that is empty). WebDriver's own "get element text" in WebKitWebDriver
+/// drops text it judges hidden, such as the title in a search result.
+async fn text_of(c: &Client, e: &Element) -> Result<String> {
+    let v = c
+        .execute(
+            "const el = arguments[0]; return el.innerText || el.textContent || '';",
+            vec![elem_arg(e)?],
+        )
+        .await?;
+    Ok(v.as_str().unwrap_or_default().to_string())
+}
+
 async fn find_opt(c: &Client, id: &str) -> Result<Option<Element>> {
     Ok(c.find_all(tid(id)).await?.into_iter().next())
 }
@@ -517,7 +530,7 @@ async fn wait_find(c: &Client, id: &str) -> Result<Element> {
 
 async fn text_opt(c: &Client, id: &str) -> Result<Option<String>> {
     match find_opt(c, id).await? {
-        Some(e) => Ok(Some(e.text().await?)),
+        Some(e) => Ok(Some(text_of(c, &e).await?)),
         None => Ok(None),
     }
 }

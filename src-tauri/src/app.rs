@@ -98,7 +98,11 @@ pub fn run(shop: Shop) -> Result<(), Box<dyn std::error::Error>> {
     let _ = stop_tx.send(true);
     let task = worker_task.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(task) = task {
-        match tauri::async_runtime::block_on(tokio::time::timeout(SHUTDOWN_GRACE, task)) {
+        // The timer must be created inside the runtime, hence the async block.
+        let waited = tauri::async_runtime::block_on(async move {
+            tokio::time::timeout(SHUTDOWN_GRACE, task).await
+        });
+        match waited {
             Ok(_) => tracing::info!("worker stopped"),
             Err(_) => tracing::warn!(
                 "worker still busy after {}s; its job will run again on next start",

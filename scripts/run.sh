@@ -15,11 +15,12 @@ fi
 
 echo "run.sh: no display found (DISPLAY and WAYLAND_DISPLAY are unset):" \
     "running ShopDesk on a virtual screen with xvfb-run (1280x800)." >&2
-echo "run.sh: take a look with: DISPLAY=<display below> import -window root shot.png" >&2
 with_bus=()
 if [[ -z "${DBUS_SESSION_BUS_ADDRESS:-}" ]] && command -v dbus-run-session >/dev/null 2>&1; then
     with_bus=(dbus-run-session --)
 fi
 # shellcheck disable=SC2016 # expanded by the inner shell
 exec xvfb-run -a -s "-screen 0 1280x800x24" "${with_bus[@]}" \
-    bash -c 'echo "run.sh: virtual display ${DISPLAY}" >&2; exec "$@"' run.sh "$app" "$@"
+    bash -c 'echo "run.sh: virtual display ${DISPLAY}; to see it:" \
+        "DISPLAY=${DISPLAY} XAUTHORITY=${XAUTHORITY} import -window root shot.png" >&2
+        exec "$@"' run.sh "$app" "$@"

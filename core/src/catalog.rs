@@ -84,14 +84,8 @@ impl Columns {
     }
 }
 
-fn field<'r>(rec: &'r csv::StringRecord, col: Option<usize>) -> &'r str {
+fn field(rec: &csv::StringRecord, col: Option<usize>) -> &str {
     col.and_then(|c| rec.get(c)).map(str::trim).unwrap_or("")
-}
-
-/// What the first row of a product tells the rows after it.
-#[derive(Default, Clone)]
-struct ProductHead {
-    title: String,
 }
 
 /// A stable SKU for a variant without one: the handle plus its option values,
@@ -115,12 +109,19 @@ pub fn generated_sku(handle: &str, option_values: &[&str]) -> String {
     sku.trim_end_matches('-').to_string()
 }
 
-/// Parses a Shopify product CSV into products, or a reason per skipped row.
-/// Pure: touches no database.
-pub fn parse_shopify_csv(reader: impl Read) -> Result<(Vec<(u64, Product)>, Vec<SkippedRow>)> {
+/// A parsed catalog file: the products, and a reason per skipped row.
+#[derive(Debug, Default)]
+pub struct ParsedCatalog {
+    pub products: Vec<Product>,
+    pub skipped: Vec<SkippedRow>,
+}
+
+/// Parses a Shopify product CSV. Pure: touches no database.
+pub fn parse_shopify_csv(reader: impl Read) -> Result<ParsedCatalog> {
     let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
     let cols = Columns::from_headers(csv.headers()?)?;
-    let mut heads: HashMap<String, ProductHead> = HashMap::new();
+    // A product's title is on its first row only.
+    let mut titles: HashMap<String, String> = HashMap::new();
     let mut seen_skus: HashMap<String, u64> = HashMap::new();
     let mut products = Vec::new();
     let mut skipped = Vec::new();
@@ -145,12 +146,7 @@ pub fn parse_shopify_csv(reader: impl Read) -> Result<(Vec<(u64, Product)>, Vec<
         }
         let title = field(&rec, Some(cols.title));
         if !title.is_empty() {
-            heads.insert(
-                handle.clone(),
-                ProductHead {
-                    title: title.to_string(),
-                },
-            );
+            titles.insert(handle.clone(), title.to_string());
         }
         let values: Vec<&str> = cols.option_values.iter().map(|c| field(&rec, *c)).collect();
         let price_text = field(&rec, Some(cols.price));
@@ -164,7 +160,7 @@ pub fn parse_shopify_csv(reader: impl Read) -> Result<(Vec<(u64, Product)>, Vec<
             skip(reason.into());
             continue;
         }
-        let Some(head) = heads.get(&handle).cloned() else {
+        let Some(product_title) = titles.get(&handle).cloned() else {
             skip("variant row before its product's first row (no title)".into());
             continue;
         };
@@ -204,25 +200,22 @@ pub fn parse_shopify_csv(reader: impl Read) -> Result<(Vec<(u64, Product)>, Vec<
             .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("Default Title"))
             .collect();
         let full_title = if option_label.is_empty() {
-            head.title.clone()
+            product_title
         } else {
-            format!("{} – {}", head.title, option_label.join(" / "))
+            format!("{product_title} – {}", option_label.join(" / "))
         };
         let barcode = field(&rec, cols.barcode).trim_start_matches('\'').trim();
-        products.push((
-            row,
-            Product {
-                sku,
-                handle: handle.clone(),
-                title: full_title,
-                price_cents,
-                stock,
-                allow_oversell: field(&rec, cols.policy).eq_ignore_ascii_case("continue"),
-                barcode: (!barcode.is_empty()).then(|| barcode.to_string()),
-            },
-        ));
+        products.push(Product {
+            sku,
+            handle: handle.clone(),
+            title: full_title,
+            price_cents,
+            stock,
+            allow_oversell: field(&rec, cols.policy).eq_ignore_ascii_case("continue"),
+            barcode: (!barcode.is_empty()).then(|| barcode.to_string()),
+        });
     }
-    Ok((products, skipped))
+    Ok(ParsedCatalog { products, skipped })
 }
 
 /// Imports a Shopify product CSV inside `tx`: new SKUs are inserted, known
@@ -232,7 +225,7 @@ pub fn import_shopify_csv(
     source: &str,
     reader: impl Read,
 ) -> Result<ImportSummary> {
-    let (products, skipped) = parse_shopify_csv(reader)?;
+    let ParsedCatalog { products, skipped } = parse_shopify_csv(reader)?;
     let now = now_rfc3339();
     let mut summary = ImportSummary {
         source: source.to_string(),
@@ -248,7 +241,7 @@ pub fn import_shopify_csv(
            stock = excluded.stock, allow_oversell = excluded.allow_oversell,
            barcode = excluded.barcode, updated_at = excluded.updated_at",
     )?;
-    for (_, p) in &products {
+    for p in &products {
         let known = exists.exists([&p.sku])?;
         upsert.execute(params![
             p.sku,
@@ -327,8 +320,8 @@ mod tests {
     const HEADER: &str = "Handle,Title,Option1 Name,Option1 Value,Option2 Name,Option2 Value,Variant SKU,Variant Inventory Qty,Variant Inventory Policy,Variant Price,Variant Barcode,Image Src\n";
 
     fn parse(body: &str) -> (Vec<Product>, Vec<SkippedRow>) {
-        let (p, s) = parse_shopify_csv(format!("{HEADER}{body}").as_bytes()).unwrap();
-        (p.into_iter().map(|(_, p)| p).collect(), s)
+        let parsed = parse_shopify_csv(format!("{HEADER}{body}").as_bytes()).unwrap();
+        (parsed.products, parsed.skipped)
     }
 
     #[test]

@@ -139,7 +139,8 @@ enum JobsAction {
     },
 }
 
-/// A failure to report: message for stderr, and the exit code.
+/// A failure to report on stderr.
+#[derive(Debug)]
 struct Failure {
     code: String,
     message: String,

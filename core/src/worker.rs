@@ -96,7 +96,7 @@ impl WorkerConfig {
             poll_interval: self.poll_interval.max(Duration::from_millis(1)),
             // Claim a few jobs ahead of the free slots, not more: claimed
             // jobs are invisible to other workers.
-            batch: (self.concurrency * 4).clamp(8, 256),
+            batch: (self.concurrency * 16).clamp(32, 256),
             backoff: self.backoff,
             stop_when_idle,
             on_change: self.on_change.clone(),

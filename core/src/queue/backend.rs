@@ -471,7 +471,11 @@ pub struct SqliteBackend {
     /// incarnation of the worker still held, after `restart_delay`.
     fresh: bool,
     restart_delay: Duration,
+    /// Claim the next batch when at most this many jobs are buffered.
+    low_water: usize,
     exhausted: bool,
+    /// A failed claim, reported once the buffer is used up.
+    error: Option<Error>,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -491,6 +495,7 @@ impl SqliteBackend {
             .saturating_mul(u32::try_from(restarts).unwrap_or(u32::MAX))
             .min(Duration::from_secs(10));
         Self {
+            low_water: db.settings.batch / 2,
             db,
             buffer: VecDeque::new(),
             fetch: None,
@@ -498,6 +503,47 @@ impl SqliteBackend {
             fresh: true,
             restart_delay,
             exhausted: false,
+            error: None,
+        }
+    }
+
+    /// Polls the claim in flight (starting one if needed) and files its
+    /// result: jobs into the buffer, idleness, or an error to report once
+    /// the buffer is used up.
+    fn poll_fetch(&mut self, cx: &mut Context<'_>, worker: &WorkerContext) {
+        let fresh = std::mem::replace(&mut self.fresh, false);
+        let db = self.db.clone();
+        let delay = self.restart_delay;
+        let fut = self
+            .fetch
+            .get_or_insert_with(|| Mutex::new(fetch(db, fresh, delay).boxed()));
+        let polled = fut
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .poll_unpin(cx);
+        let Poll::Ready(result) = polled else {
+            return;
+        };
+        self.fetch = None;
+        match result {
+            Ok(Some(jobs)) => {
+                let tasks: Vec<_> = jobs.into_iter().map(|j| self.to_task(j)).collect();
+                self.buffer.extend(tasks);
+                if self.buffer.len() <= self.low_water {
+                    // Claim again (the fetch returns only non-empty batches
+                    // at once, so this cannot spin).
+                    cx.waker().wake_by_ref();
+                }
+            }
+            Ok(None) => {
+                // Idle: stop the worker (apalis then closes the backend once
+                // no task is in flight).
+                self.exhausted = true;
+                if let Err(e) = worker.stop() {
+                    tracing::debug!(error = %e, "stopping the idle worker");
+                }
+            }
+            Err(e) => self.error = Some(e),
         }
     }
 
@@ -560,56 +606,21 @@ impl Backend for SqliteBackend {
         cx: &mut Context<'_>,
         worker: &WorkerContext,
     ) -> Poll<Option<Result<Task<Job>>>> {
+        // Keep one claim in flight while the buffer runs low, so the next
+        // batch is ready when this one is used up.
+        if !self.exhausted && self.error.is_none() && self.buffer.len() <= self.low_water {
+            self.poll_fetch(cx, worker);
+        }
         if let Some(task) = self.buffer.pop_front() {
             return Poll::Ready(Some(Ok(task)));
+        }
+        if let Some(e) = self.error.take() {
+            return Poll::Ready(Some(Err(e)));
         }
         if self.exhausted {
             return Poll::Ready(None);
         }
-        let fresh = std::mem::replace(&mut self.fresh, false);
-        let db = self.db.clone();
-        let delay = self.restart_delay;
-        let fut = self
-            .fetch
-            .get_or_insert_with(|| Mutex::new(fetch(db, fresh, delay).boxed()));
-        let polled = fut
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .poll_unpin(cx);
-        match polled {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(result) => {
-                self.fetch = None;
-                match result {
-                    Ok(Some(jobs)) => {
-                        let tasks: Vec<_> = jobs.into_iter().map(|j| self.to_task(j)).collect();
-                        self.buffer.extend(tasks);
-                        match self.buffer.pop_front() {
-                            Some(task) => Poll::Ready(Some(Ok(task))),
-                            None => {
-                                cx.waker().wake_by_ref();
-                                Poll::Pending
-                            }
-                        }
-                    }
-                    Ok(None) => {
-                        // Idle: stop the worker (apalis then closes the
-                        // backend once no task is in flight).
-                        self.exhausted = true;
-                        if let Err(e) = worker.stop() {
-                            tracing::debug!(error = %e, "stopping the idle worker");
-                        }
-                        Poll::Ready(None)
-                    }
-                    Err(e) => {
-                        // Claim again on the next poll, after the restart
-                        // delay the monitor's restart will bring.
-                        self.fresh = true;
-                        Poll::Ready(Some(Err(e)))
-                    }
-                }
-            }
-        }
+        Poll::Pending
     }
 
     /// Gives back the jobs claimed but not started (all handlers have

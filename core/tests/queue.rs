@@ -1,7 +1,7 @@
 //! The job queue end to end: real SQLite files, a real worker.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,17 @@ impl Shop {
         id
     }
 
+    /// Many jobs in one transaction.
+    fn enqueue_many(&mut self, jobs: impl IntoIterator<Item = NewJob>) -> Vec<String> {
+        let jobs: Vec<NewJob> = jobs.into_iter().collect();
+        let ids = db::write(&mut self.conn, |tx| {
+            jobs.iter().map(|j| queue::enqueue(tx, j)).collect()
+        })
+        .unwrap();
+        queue::wake();
+        ids
+    }
+
     fn job(&self, id: &str) -> queue::JobInfo {
         queue::get(&self.conn, id).unwrap().unwrap()
     }
@@ -105,9 +116,7 @@ fn email(n: i64) -> NewJob {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_until_idle_drains_the_queue() {
     let mut shop = shop();
-    for n in 0..200 {
-        shop.enqueue(email(n));
-    }
+    shop.enqueue_many((0..200).map(email));
     let handler = TestHandler::ok();
     let summary = worker::run_until_idle(config(&shop.path), handler.clone())
         .await
@@ -566,30 +575,34 @@ async fn a_long_job_keeps_its_lease() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_change_is_called_after_jobs_change() {
+async fn on_change_is_called_after_jobs_change_at_most_every_100_ms() {
     let mut shop = shop();
-    for n in 0..10 {
-        shop.enqueue(email(n));
-    }
-    let calls = Arc::new(AtomicUsize::new(0));
+    shop.enqueue_many((0..100).map(email));
+    let calls = Arc::new(Mutex::new(Vec::new()));
     let c = calls.clone();
     let mut cfg = config(&shop.path);
-    cfg.on_change = Some(Arc::new(move || {
-        c.fetch_add(1, Ordering::SeqCst);
-    }));
-    worker::run_until_idle(cfg, TestHandler::ok())
-        .await
-        .unwrap();
-    let n = calls.load(Ordering::SeqCst);
-    assert!((1..=5).contains(&n), "{n} calls");
+    cfg.concurrency = 1;
+    cfg.on_change = Some(Arc::new(move || c.lock().unwrap().push(Instant::now())));
+    let handler = TestHandler::new(|_| {
+        async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok(())
+        }
+        .boxed()
+    });
+    worker::run_until_idle(cfg, handler).await.unwrap();
+    let calls = calls.lock().unwrap().clone();
+    assert!(calls.len() >= 2, "{} calls", calls.len());
+    for pair in calls.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= Duration::from_millis(95), "two calls {gap:?} apart");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_never_run_the_same_job_twice() {
     let mut shop = shop();
-    for n in 0..300 {
-        shop.enqueue(email(n));
-    }
+    shop.enqueue_many((0..300).map(email));
     let a = TestHandler::ok();
     let b = TestHandler::ok();
     let (ra, rb) = tokio::join!(

@@ -250,9 +250,15 @@ impl DbThread {
             if self.last_renew.elapsed() >= renew_every {
                 self.renew();
             }
-            self.emit_change(false);
+            self.emit_change();
         }
-        self.emit_change(true);
+        // The last change still gets its call, after the usual spacing.
+        if self.changed {
+            if let Some(t) = self.last_change {
+                std::thread::sleep(CHANGE_THROTTLE.saturating_sub(t.elapsed()));
+            }
+            self.emit_change();
+        }
     }
 
     fn handle(&mut self, batch: Vec<Command>) {
@@ -421,14 +427,13 @@ impl DbThread {
         }
     }
 
-    fn emit_change(&mut self, force: bool) {
+    fn emit_change(&mut self) {
         if !self.changed {
             return;
         }
-        let due = force
-            || self
-                .last_change
-                .is_none_or(|t| t.elapsed() >= CHANGE_THROTTLE);
+        let due = self
+            .last_change
+            .is_none_or(|t| t.elapsed() >= CHANGE_THROTTLE);
         if !due {
             return;
         }

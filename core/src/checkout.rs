@@ -392,7 +392,8 @@ mod tests {
 
     #[test]
     fn bad_input_names_its_field() {
-        let cases: Vec<(Box<dyn Fn(&mut OrderRequest)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut OrderRequest)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|r| r.lines.clear()), "lines"),
             (Box::new(|r| r.lines[0].quantity = 0), "lines[0].quantity"),
             (Box::new(|r| r.lines[0].quantity = -3), "lines[0].quantity"),

@@ -1,0 +1,370 @@
+//! Checkout through the real [`Shop::place_order`] on a database that
+//! already holds many orders, while a worker runs the order jobs alongside
+//! (or, for comparison, with the email sent before checkout answers).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection};
+use shopdesk_core::catalog::Product;
+use shopdesk_core::checkout::{self, LineRequest, OrderRequest, Payment};
+use shopdesk_core::db::{self, Durability};
+use shopdesk_core::queue::{Job, JobError, JobHandler};
+use shopdesk_core::{jobs, mail, notify, orders, settings, Shop};
+
+use crate::queue::{checkpoint, JobFuture, RunningWorker};
+use crate::{runtime, BenchResult, Latencies};
+
+/// Untimed orders placed before the timed ones (with the worker running).
+pub const WARMUP: usize = 10;
+
+/// Products in the bench catalog.
+const PRODUCTS: usize = 40;
+
+/// How the order's email is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// From the queue, by a worker running alongside ([`BenchJobs`]); the
+    /// email job takes `email_delay` longer when set (a slow provider).
+    Queued { email_delay: Option<Duration> },
+    /// No worker: after `place_order`, the email is rendered and "sent"
+    /// (a sleep of `send_latency`) before the checkout answers.
+    SyncEmail { send_latency: Duration },
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckoutRun {
+    /// Per order: `place_order` (plus the synchronous send in
+    /// [`Mode::SyncEmail`]).
+    pub latencies: Latencies,
+    pub seeded_orders: u64,
+    pub seed_elapsed: Duration,
+    /// Jobs not yet finished when the last timed order was placed.
+    pub backlog_at_end: u64,
+    /// Email jobs of the bench's orders that were done when the worker
+    /// stopped, and those that were not.
+    pub emails_written: u64,
+    pub emails_pending: u64,
+}
+
+/// Places `samples` orders of 3 lines (customer email set, so each enqueues
+/// an email and a notification job) after seeding `seeded` orders.
+pub fn measure(seeded: usize, samples: usize, mode: Mode) -> BenchResult<CheckoutRun> {
+    let dir = tempfile::tempdir()?;
+    let shop = Shop::open(dir.path())?;
+    shop.set_setting("shop_name", "Bench Shop")?;
+    shop.set_setting("shop_email", "orders@bench.example")?;
+    let summary = shop.import_products_csv_str("bench.csv", &catalog_csv(PRODUCTS))?;
+    if summary.imported != PRODUCTS as u64 {
+        return Err(format!("bench catalog: {summary:?}").into());
+    }
+    let products = shop.list_products(None, PRODUCTS * 2)?;
+    let db_path = shop.data().database();
+
+    let seed_started = Instant::now();
+    seed_orders(&db_path, &products, seeded)?;
+    let seed_elapsed = seed_started.elapsed();
+
+    let rt = runtime()?;
+    let worker = match mode {
+        Mode::Queued { email_delay } => Some(RunningWorker::start(
+            &rt,
+            shop.worker_config(),
+            Arc::new(BenchJobs::new(&shop, email_delay)),
+        )),
+        Mode::SyncEmail { .. } => None,
+    };
+    let reader = Mutex::new(None);
+
+    let mut latencies = Vec::with_capacity(samples);
+    let mut backlog_at_end = 0;
+    let result = (|| -> BenchResult<()> {
+        for i in 0..(WARMUP + samples) {
+            let req = order_request(format!("bench-{i}"), &products, i);
+            let started = Instant::now();
+            let placed = shop.place_order(&req)?;
+            if let Mode::SyncEmail { send_latency } = mode {
+                render_email(&reader, &db_path, &placed.order_id)?;
+                std::thread::sleep(send_latency);
+            }
+            let elapsed = started.elapsed();
+            if placed.duplicate {
+                return Err(format!("order {i} was taken for a duplicate").into());
+            }
+            if i >= WARMUP {
+                latencies.push(elapsed);
+            }
+        }
+        let stats = shop.job_stats()?;
+        backlog_at_end = stats.pending + stats.running + stats.failed;
+        Ok(())
+    })();
+    if let Some(worker) = worker {
+        worker.stop(&rt)?;
+    }
+    result?;
+
+    let conn = db::open_raw(&db_path, Durability::Normal)?;
+    let count = |done: bool| -> BenchResult<u64> {
+        let n: i64 = conn.query_row(
+            "SELECT count(*) FROM Jobs
+             WHERE job_type = ?1 AND lock_by IS NOT 'seed' AND (status = 'Done') = ?2",
+            params![jobs::ORDER_CONFIRMATION_EMAIL, done],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    };
+    Ok(CheckoutRun {
+        latencies: Latencies::new(latencies),
+        seeded_orders: seeded as u64,
+        seed_elapsed,
+        backlog_at_end,
+        emails_written: count(true)?,
+        emails_pending: count(false)?,
+    })
+}
+
+/// A Shopify product CSV of `n` products with plenty of stock.
+fn catalog_csv(n: usize) -> String {
+    let mut csv = String::from(
+        "Handle,Title,Variant SKU,Variant Inventory Qty,Variant Inventory Policy,Variant Price\n",
+    );
+    for i in 0..n {
+        csv.push_str(&format!(
+            "bench-product-{i},Bench product {i},BENCH-{i:03},1000000000,deny,{}.{:02}\n",
+            3 + i % 50,
+            (i * 37) % 100
+        ));
+    }
+    csv
+}
+
+/// Order `i`: three different products, a named customer with an email,
+/// paid by card or cash in turn.
+fn order_request(key: String, products: &[Product], i: usize) -> OrderRequest {
+    let lines = (0..3)
+        .map(|k| LineRequest {
+            sku: products[(3 * i + k) % products.len()].sku.clone(),
+            quantity: 1 + ((i + k) % 3) as i64,
+        })
+        .collect();
+    OrderRequest {
+        idempotency_key: key,
+        customer_name: Some(format!("Customer {i}")),
+        customer_email: Some(format!("customer{i}@example.com")),
+        lines,
+        payment: if i.is_multiple_of(2) {
+            Payment::Card {
+                reference: format!("AUTH-{i}"),
+            }
+        } else {
+            Payment::Cash {
+                tendered_cents: 1_000_000,
+            }
+        },
+    }
+}
+
+/// Writes `n` orders with the rows checkout writes for each (the order with
+/// its validated request, 3 lines, the stock taken, the payment, and its two
+/// jobs through [`jobs::enqueue_order_jobs`]) in one transaction with
+/// synchronous=OFF, then marks those jobs Done, as a worker would have.
+fn seed_orders(db_path: &Path, products: &[Product], n: usize) -> BenchResult<()> {
+    let mut conn = db::open_raw(db_path, Durability::Normal)?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let currency = settings::get(&tx, "currency")?;
+        let price = |sku: &str| {
+            products
+                .iter()
+                .find(|p| p.sku == sku)
+                .map(|p| (p.price_cents, p.title.clone()))
+        };
+        let mut insert_order = tx.prepare(
+            "INSERT INTO orders (id, idempotency_key, request_json, receipt_seq, receipt_number,
+                                 created_at, customer_name, customer_email, total_cents, currency)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        let mut insert_line = tx.prepare(
+            "INSERT INTO order_lines (order_id, line_no, sku, title, unit_price_cents, quantity,
+                                      line_total_cents)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        let mut take_stock = tx.prepare("UPDATE products SET stock = stock - ?2 WHERE sku = ?1")?;
+        let mut insert_payment = tx.prepare(
+            "INSERT INTO payments (order_id, method, amount_cents, tendered_cents, change_cents,
+                                   reference)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for i in 0..n {
+            let req = checkout::validate(&order_request(format!("seed-{i}"), products, i))?;
+            let request_json = serde_json::to_string(&req)?;
+            let order_id = uuid::Uuid::now_v7().to_string();
+            let mut priced = Vec::with_capacity(req.lines.len());
+            for line in &req.lines {
+                let (unit, title) = price(&line.sku).ok_or("seed: unknown SKU")?;
+                priced.push((line, unit, title, unit * line.quantity));
+            }
+            let total: i64 = priced.iter().map(|p| p.3).sum();
+            let seq = i as i64 + 1;
+            insert_order.execute(params![
+                order_id,
+                req.idempotency_key,
+                request_json,
+                seq,
+                checkout::receipt_number(seq),
+                db::now_rfc3339(),
+                req.customer_name,
+                req.customer_email,
+                total,
+                currency,
+            ])?;
+            for (no, (line, unit, title, line_total)) in priced.iter().enumerate() {
+                insert_line.execute(params![
+                    order_id,
+                    no as i64 + 1,
+                    line.sku,
+                    title,
+                    unit,
+                    line.quantity,
+                    line_total
+                ])?;
+                take_stock.execute(params![line.sku, line.quantity])?;
+            }
+            let (method, tendered, change, reference) = match &req.payment {
+                Payment::Cash { tendered_cents } => (
+                    "cash",
+                    Some(*tendered_cents),
+                    Some(tendered_cents - total),
+                    None,
+                ),
+                Payment::Card { reference } => ("card", None, None, Some(reference.clone())),
+            };
+            insert_payment.execute(params![
+                order_id, method, total, tendered, change, reference
+            ])?;
+            jobs::enqueue_order_jobs(&tx, &order_id, req.customer_email.is_some())?;
+        }
+        tx.execute(
+            "UPDATE Jobs SET status = 'Done', attempts = 1, lock_by = 'seed', lock_at = run_at,
+                             done_at = run_at
+             WHERE status = 'Pending'",
+            [],
+        )?;
+    }
+    tx.commit()?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    checkpoint(&conn)?;
+    Ok(())
+}
+
+/// The order's confirmation email, rendered by the real code from the
+/// database (read on the handler's own connection, opened once).
+fn render_email(
+    reader: &Mutex<Option<Connection>>,
+    db_path: &Path,
+    order_id: &str,
+) -> Result<mail::Email, JobError> {
+    let (detail, sender) = load_order(reader, db_path, order_id)?;
+    mail::order_confirmation(&detail, &sender).map_err(JobError::Permanent)
+}
+
+fn load_order(
+    reader: &Mutex<Option<Connection>>,
+    db_path: &Path,
+    order_id: &str,
+) -> Result<(orders::OrderDetail, mail::Sender), JobError> {
+    let retryable = |e: shopdesk_core::Error| JobError::Retryable(e.to_string());
+    let mut slot = reader.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.is_none() {
+        *slot = Some(db::open_raw(db_path, Durability::Normal).map_err(retryable)?);
+    }
+    let conn = slot
+        .as_ref()
+        .ok_or_else(|| JobError::Retryable("no reader".into()))?;
+    let detail = orders::get(conn, order_id)
+        .map_err(retryable)?
+        .ok_or_else(|| JobError::Permanent(format!("order {order_id} does not exist")))?;
+    let sender = mail::Sender {
+        shop_name: settings::get(conn, "shop_name").map_err(retryable)?,
+        email: settings::get(conn, "shop_email").map_err(retryable)?,
+    };
+    Ok((detail, sender))
+}
+
+/// The shop's jobs as `Shop::job_handler()` runs them, except that the
+/// notification is built but not shown (showing needs a desktop session's
+/// D-Bus): the email job reads the order, renders the real email and writes
+/// it to the outbox (fsynced), optionally after `email_delay` (a slow
+/// provider).
+pub struct BenchJobs {
+    db_path: PathBuf,
+    outbox: PathBuf,
+    reader: Arc<Mutex<Option<Connection>>>,
+    email_delay: Option<Duration>,
+}
+
+impl BenchJobs {
+    pub fn new(shop: &Shop, email_delay: Option<Duration>) -> Self {
+        Self {
+            db_path: shop.data().database(),
+            outbox: shop.data().outbox(),
+            reader: Arc::default(),
+            email_delay,
+        }
+    }
+}
+
+fn joined<T>(r: Result<Result<T, JobError>, tokio::task::JoinError>) -> Result<T, JobError> {
+    r.map_err(|e| JobError::Retryable(format!("job task failed: {e}")))?
+}
+
+impl JobHandler for BenchJobs {
+    fn handle(&self, job: Job) -> JobFuture {
+        let db_path = self.db_path.clone();
+        let outbox = self.outbox.clone();
+        let reader = self.reader.clone();
+        let delay = self.email_delay;
+        Box::pin(async move {
+            let order_id = job.payload["order_id"]
+                .as_str()
+                .ok_or_else(|| JobError::Permanent("bad job payload".into()))?
+                .to_string();
+            match job.job_type.as_str() {
+                jobs::ORDER_CONFIRMATION_EMAIL => {
+                    let email = joined(
+                        tokio::task::spawn_blocking(move || {
+                            render_email(&reader, &db_path, &order_id)
+                        })
+                        .await,
+                    )?;
+                    if let Some(delay) = delay {
+                        tokio::time::sleep(delay).await;
+                    }
+                    joined(
+                        tokio::task::spawn_blocking(move || {
+                            mail::write_to_outbox(&outbox, &email)
+                                .map(|_| ())
+                                .map_err(|e| JobError::Retryable(e.to_string()))
+                        })
+                        .await,
+                    )
+                }
+                jobs::ORDER_NOTIFICATION => joined(
+                    tokio::task::spawn_blocking(move || {
+                        let (detail, _) = load_order(&reader, &db_path, &order_id)?;
+                        let note = notify::order_placed(&detail);
+                        if note.summary.is_empty() {
+                            return Err(JobError::Permanent("empty notification".into()));
+                        }
+                        Ok(())
+                    })
+                    .await,
+                ),
+                other => Err(JobError::Permanent(format!("unknown job type {other}"))),
+            }
+        })
+    }
+}

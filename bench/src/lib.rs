@@ -1,0 +1,276 @@
+//! Measures, on this machine and in one run, what ShopDesk's design promises:
+//! checkout answers about as fast as one durable SQLite commit, whatever the
+//! background jobs are doing, and the embedded queue keeps up with it.
+//!
+//! Every measurement uses a fresh database in its own temporary directory
+//! (`tempfile`, so under `$TMPDIR`: point it at the disk you care about).
+//! [`run`] takes the sizes ([`Sizes::full`], [`Sizes::quick`]) and returns
+//! [`Figures`]; `main.rs` prints them as JSON or as a table.
+
+pub mod checkout;
+pub mod queue;
+pub mod raw;
+pub mod report;
+
+use std::time::Duration;
+
+pub use report::{Figures, Targets};
+
+/// Errors of a measurement (any failure stops the run).
+pub type BenchError = Box<dyn std::error::Error + Send + Sync>;
+pub type BenchResult<T> = Result<T, BenchError>;
+
+/// How much of everything to do.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    pub name: &'static str,
+    /// One-row commits with synchronous=NORMAL (throughput).
+    pub raw_normal_commits: usize,
+    /// One-row commits with synchronous=FULL (latency samples).
+    pub raw_full_commits: usize,
+    /// Orders already in the database when checkout is timed.
+    pub seeded_orders: usize,
+    /// Timed checkouts, with the worker alongside (normal and slow email).
+    pub checkout_samples: usize,
+    /// What "a slow email" takes: the handler's delay per email job, and the
+    /// synchronous send of the comparison mode.
+    pub email_latency: Duration,
+    /// Timed checkouts that send the email before answering.
+    pub sync_email_samples: usize,
+    /// Jobs enqueued one transaction each.
+    pub enqueue_jobs: usize,
+    /// Jobs enqueued in one transaction.
+    pub enqueue_batch_jobs: usize,
+    /// No-op jobs drained by `run_until_idle`.
+    pub drain_jobs: usize,
+    /// Done jobs already in the table for the second drain.
+    pub history_jobs: usize,
+    /// Enqueue → handler start samples on an idle queue.
+    pub pickup_samples: usize,
+}
+
+impl Sizes {
+    /// The real measurement (a few minutes on 2 cores).
+    pub fn full() -> Self {
+        Self {
+            name: "full",
+            raw_normal_commits: 20_000,
+            raw_full_commits: 1_000,
+            seeded_orders: 100_000,
+            checkout_samples: 2_000,
+            email_latency: Duration::from_millis(500),
+            sync_email_samples: 20,
+            enqueue_jobs: 20_000,
+            enqueue_batch_jobs: 100_000,
+            drain_jobs: 20_000,
+            history_jobs: 1_000_000,
+            pickup_samples: 200,
+        }
+    }
+
+    /// A smoke run: the same measurements, smaller.
+    pub fn quick() -> Self {
+        Self {
+            name: "quick",
+            raw_normal_commits: 2_000,
+            raw_full_commits: 200,
+            seeded_orders: 5_000,
+            checkout_samples: 300,
+            email_latency: Duration::from_millis(500),
+            sync_email_samples: 5,
+            enqueue_jobs: 2_000,
+            enqueue_batch_jobs: 10_000,
+            drain_jobs: 2_000,
+            history_jobs: 100_000,
+            pickup_samples: 50,
+        }
+    }
+
+    /// For the test: every code path, in seconds, even in a debug build.
+    pub fn tiny() -> Self {
+        Self {
+            name: "tiny",
+            raw_normal_commits: 50,
+            raw_full_commits: 20,
+            seeded_orders: 100,
+            checkout_samples: 20,
+            email_latency: Duration::from_millis(20),
+            sync_email_samples: 3,
+            enqueue_jobs: 100,
+            enqueue_batch_jobs: 500,
+            drain_jobs: 200,
+            history_jobs: 1_000,
+            pickup_samples: 10,
+        }
+    }
+}
+
+/// Runs every measurement in turn; `progress` hears what is being measured.
+pub fn run(sizes: &Sizes, progress: &mut dyn FnMut(&str)) -> BenchResult<Figures> {
+    progress("raw SQLite commits, synchronous=NORMAL");
+    let normal = raw::commits(raw::Sync::Normal, sizes.raw_normal_commits)?;
+    progress("raw SQLite commits, synchronous=FULL");
+    let full = raw::commits(raw::Sync::Full, sizes.raw_full_commits)?;
+
+    progress("enqueue, one job per transaction");
+    let enqueue = queue::enqueue_one_per_tx(sizes.enqueue_jobs)?;
+    progress("enqueue, one transaction");
+    let enqueue_batch = queue::enqueue_batch(sizes.enqueue_batch_jobs)?;
+    progress("drain no-op jobs");
+    let drain = queue::drain(sizes.drain_jobs, 0)?;
+    progress("drain no-op jobs over a long history of done jobs");
+    let drain_history = queue::drain(sizes.drain_jobs, sizes.history_jobs)?;
+    progress("pickup on an idle queue");
+    let pickup = queue::pickup(sizes.pickup_samples)?;
+
+    progress("checkout, worker writing emails alongside");
+    let checkout = checkout::measure(
+        sizes.seeded_orders,
+        sizes.checkout_samples,
+        checkout::Mode::Queued { email_delay: None },
+    )?;
+    progress("checkout, worker with a slow email handler alongside");
+    let slow = checkout::measure(
+        sizes.seeded_orders,
+        sizes.checkout_samples,
+        checkout::Mode::Queued {
+            email_delay: Some(sizes.email_latency),
+        },
+    )?;
+    progress("checkout that sends the email before answering");
+    let sync_email = checkout::measure(
+        sizes.seeded_orders,
+        sizes.sync_email_samples,
+        checkout::Mode::SyncEmail {
+            send_latency: sizes.email_latency,
+        },
+    )?;
+
+    Ok(Figures {
+        sizes: sizes.clone(),
+        machine: report::Machine::detect(),
+        raw_normal: normal,
+        raw_full: full,
+        checkout,
+        checkout_slow_email: slow,
+        sync_email_checkout: sync_email,
+        enqueue,
+        enqueue_batch,
+        drain,
+        drain_history,
+        pickup,
+    })
+}
+
+/// Latency samples.
+#[derive(Debug, Clone, Default)]
+pub struct Latencies(Vec<Duration>);
+
+impl Latencies {
+    pub fn new(mut samples: Vec<Duration>) -> Self {
+        samples.sort();
+        Self(samples)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Nearest-rank percentile (`q` in 0..=1), in milliseconds.
+    pub fn percentile_ms(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        let rank = (q * self.0.len() as f64).ceil() as usize;
+        let i = rank.clamp(1, self.0.len()) - 1;
+        ms(self.0[i])
+    }
+
+    pub fn p50_ms(&self) -> f64 {
+        self.percentile_ms(0.50)
+    }
+
+    pub fn p99_ms(&self) -> f64 {
+        self.percentile_ms(0.99)
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.0.last().map_or(f64::NAN, |d| ms(*d))
+    }
+}
+
+/// `count` things in `elapsed`, per second.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rate {
+    pub count: u64,
+    pub elapsed: Duration,
+}
+
+impl Rate {
+    pub fn per_s(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A multi-threaded runtime with as many threads as cores (what the app's
+/// Tauri runtime has).
+pub(crate) fn runtime() -> BenchResult<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bench-rt")
+        .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let l = Latencies::new((1..=100).rev().map(Duration::from_millis).collect());
+        assert_eq!(l.p50_ms(), 50.0);
+        assert_eq!(l.p99_ms(), 99.0);
+        assert_eq!(l.max_ms(), 100.0);
+        assert_eq!(Latencies::new(vec![Duration::from_millis(3)]).p99_ms(), 3.0);
+    }
+
+    /// Every measurement at tiny sizes: each key is present and positive.
+    /// No timing is asserted (this runs on busy machines, in debug builds).
+    #[test]
+    fn a_tiny_run_reports_every_key() {
+        let figures = run(&Sizes::tiny(), &mut |_| {}).unwrap();
+        let json = figures.to_json();
+        let obj = json.as_object().unwrap();
+        for key in report::NUMERIC_KEYS {
+            let v = obj
+                .get(*key)
+                .unwrap_or_else(|| panic!("missing {key}"))
+                .as_f64()
+                .unwrap_or_else(|| panic!("{key} is not a number: {}", obj[*key]));
+            assert!(v > 0.0 && v.is_finite(), "{key} = {v}");
+        }
+        let targets = obj["targets"].as_object().unwrap();
+        assert_eq!(targets.len(), report::TARGET_KEYS.len());
+        for key in report::TARGET_KEYS {
+            assert!(targets[*key].is_boolean(), "{key}");
+        }
+        assert!(obj["machine"]["cores"].as_u64().unwrap() >= 1);
+        assert!(obj["sqlite_version"].as_str().unwrap().starts_with('3'));
+        assert_eq!(figures.drain.jobs_done, Sizes::tiny().drain_jobs as u64);
+        assert_eq!(
+            figures.checkout.emails_written + figures.checkout.emails_pending,
+            (Sizes::tiny().checkout_samples + checkout::WARMUP) as u64,
+        );
+        // The table renders every figure too.
+        let table = figures.to_table();
+        assert!(table.contains("checkout_p99_ms"), "{table}");
+    }
+}

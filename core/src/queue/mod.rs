@@ -36,6 +36,20 @@ pub enum JobError {
     /// Will never succeed: dead at once, with this reason.
     #[error("{0}")]
     Permanent(String),
+    /// The other side asked to be left alone for `delay` (HTTP 429 or 503
+    /// with `Retry-After`): like `Retryable` (the attempt counts), but the
+    /// next attempt runs no sooner than `delay` from now.
+    #[error("{reason}")]
+    RetryAfter {
+        delay: std::time::Duration,
+        reason: String,
+    },
+    /// The other side cannot be reached at all (connection refused, DNS
+    /// failure, connect timeout): the attempt is given back, so a job never
+    /// runs out of attempts (nor goes dead) while the network is down, and
+    /// it is tried again after a short wait that grows to at most 30 s.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Runs jobs. The worker calls `handle` for each claimed job and records the

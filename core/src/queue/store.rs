@@ -197,6 +197,26 @@ impl Backoff {
     }
 }
 
+impl Backoff {
+    /// The wait after the `streak`-th attempt in a row (0 for the first)
+    /// found the other side unreachable: the same doubling from `base`, but
+    /// capped at 30 s (or `cap`, if lower), so the job is tried again soon
+    /// after the network comes back.
+    pub fn unavailable_delay(&self, streak: u32) -> Duration {
+        Backoff {
+            base: self.base,
+            cap: self.cap.min(MAX_UNAVAILABLE_DELAY),
+        }
+        .delay(streak.saturating_add(1))
+    }
+}
+
+/// The longest wait between attempts while the other side is unreachable.
+pub const MAX_UNAVAILABLE_DELAY: Duration = Duration::from_secs(30);
+
+/// The longest `Retry-After` honoured (a provider asking for more gets this).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// A job claimed by a worker, not yet decoded.
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
@@ -315,8 +335,49 @@ pub fn ack(
                 |r| r.get(0),
             )
             .optional()?,
-        Err(JobError::Retryable(reason)) => {
-            let retry_at = now.saturating_add(duration_ms(backoff.delay(ack.attempt)));
+        Err(JobError::Unavailable(reason)) => {
+            let streak: Option<i64> = tx
+                .prepare_cached(
+                    "SELECT coalesce(json_extract(metadata, '$.unavailable'), 0) FROM Jobs
+                     WHERE id = ?1 AND lock_by = ?2 AND attempts = ?3 AND status = 'Running'",
+                )?
+                .query_row(params![ack.id, worker_id, ack.attempt], |r| r.get(0))
+                .optional()?;
+            let Some(streak) = streak else {
+                return Ok(None);
+            };
+            let streak = u32::try_from(streak.max(0)).unwrap_or(u32::MAX);
+            let retry_at = now.saturating_add(duration_ms(backoff.unavailable_delay(streak)));
+            tx.prepare_cached(
+                "UPDATE Jobs
+                 SET status = 'Failed', attempts = max(attempts - 1, 0), run_at_ms = ?1,
+                     run_at = ?2, last_result = ?3, lease_expires_ms = NULL,
+                     metadata = json_set(coalesce(metadata, '{}'), '$.unavailable', ?4)
+                 WHERE id = ?5 AND lock_by = ?6 AND attempts = ?7 AND status = 'Running'
+                 RETURNING status",
+            )?
+            .query_row(
+                params![
+                    retry_at,
+                    retry_at.div_euclid(1000),
+                    format!("waiting for the network: {reason}"),
+                    i64::from(streak.saturating_add(1)),
+                    ack.id,
+                    worker_id,
+                    ack.attempt
+                ],
+                |r| r.get(0),
+            )
+            .optional()?
+        }
+        Err(e @ (JobError::Retryable(_) | JobError::RetryAfter { .. })) => {
+            let (reason, delay) = match e {
+                JobError::RetryAfter { delay, reason } => {
+                    (reason.clone(), (*delay).max(backoff.base))
+                }
+                other => (other.to_string(), backoff.delay(ack.attempt)),
+            };
+            let retry_at = now.saturating_add(duration_ms(delay.min(MAX_RETRY_AFTER)));
             tx.prepare_cached(
                 "UPDATE Jobs
                  SET status = CASE WHEN attempts >= max_attempts THEN 'Killed' ELSE 'Failed' END,
@@ -326,7 +387,7 @@ pub fn ack(
                      last_result = CASE WHEN attempts >= max_attempts
                                         THEN 'gave up after ' || attempts || ' attempts: ' || ?4
                                         ELSE ?4 END,
-                     lease_expires_ms = NULL
+                     lease_expires_ms = NULL, metadata = NULL
                  WHERE id = ?5 AND lock_by = ?6 AND attempts = ?7 AND status = 'Running'
                  RETURNING status",
             )?
@@ -837,6 +898,129 @@ mod tests {
             Some("gave up after 2 attempts: smtp down")
         );
         assert!(info.done_at.is_some());
+    }
+
+    fn run_at_ms_of(conn: &Connection, id: &str) -> i64 {
+        conn.query_row("SELECT run_at_ms FROM Jobs WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_counts_the_attempt() {
+        let (_dir, mut conn) = open();
+        let id = enqueue_one(
+            &mut conn,
+            NewJob::new("email.a", serde_json::json!(1)).max_attempts(2),
+        );
+        let lease = Duration::from_secs(30);
+        // A backoff far shorter than what the provider asks for.
+        let backoff = Backoff {
+            base: Duration::from_millis(5),
+            cap: Duration::from_millis(50),
+        };
+        let c = db::write(&mut conn, |tx| claim(tx, "w", 10, lease)).unwrap();
+        let before = now_ms();
+        let slow_down = Ack {
+            id: id.clone(),
+            attempt: c[0].attempts,
+            result: Err(JobError::RetryAfter {
+                delay: Duration::from_secs(2),
+                reason: "provider busy (429)".into(),
+            }),
+        };
+        assert_eq!(
+            db::write(&mut conn, |tx| ack(tx, "w", &slow_down, &backoff)).unwrap(),
+            Some(JobStatus::Failed)
+        );
+        assert!(run_at_ms_of(&conn, &id) >= before + 2000);
+        let info = get(&conn, &id).unwrap().unwrap();
+        assert_eq!(info.attempts, 1);
+        assert_eq!(info.last_error.as_deref(), Some("provider busy (429)"));
+        // Not claimable before then.
+        assert!(db::write(&mut conn, |tx| claim(tx, "w", 10, lease))
+            .unwrap()
+            .is_empty());
+
+        // It counts: on the last attempt the job is dead.
+        conn.execute("UPDATE Jobs SET run_at_ms = 0 WHERE id = ?1", [&id])
+            .unwrap();
+        let c = db::write(&mut conn, |tx| claim(tx, "w", 10, lease)).unwrap();
+        let slow_down = Ack {
+            attempt: c[0].attempts,
+            ..slow_down
+        };
+        assert_eq!(
+            db::write(&mut conn, |tx| ack(tx, "w", &slow_down, &backoff)).unwrap(),
+            Some(JobStatus::Killed)
+        );
+    }
+
+    #[test]
+    fn an_unreachable_provider_does_not_use_up_attempts() {
+        let (_dir, mut conn) = open();
+        let id = enqueue_one(
+            &mut conn,
+            NewJob::new("email.a", serde_json::json!(1)).max_attempts(2),
+        );
+        let lease = Duration::from_secs(30);
+        let backoff = Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(3600),
+        };
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            conn.execute("UPDATE Jobs SET run_at_ms = 0 WHERE id = ?1", [&id])
+                .unwrap();
+            let c = db::write(&mut conn, |tx| claim(tx, "w", 10, lease)).unwrap();
+            assert_eq!(c.len(), 1);
+            assert_eq!(c[0].attempts, 1, "the attempt was given back");
+            let before = now_ms();
+            let down = Ack {
+                id: id.clone(),
+                attempt: c[0].attempts,
+                result: Err(JobError::Unavailable("connection refused".into())),
+            };
+            assert_eq!(
+                db::write(&mut conn, |tx| ack(tx, "w", &down, &backoff)).unwrap(),
+                Some(JobStatus::Failed),
+                "never dead for being offline"
+            );
+            delays.push(run_at_ms_of(&conn, &id) - before);
+        }
+        let info = get(&conn, &id).unwrap().unwrap();
+        assert_eq!((info.status, info.attempts), (JobStatus::Failed, 0));
+        assert_eq!(
+            info.last_error.as_deref(),
+            Some("waiting for the network: connection refused")
+        );
+        // Growing from base·2 (±20%), capped at 30 s.
+        assert!((150..=260).contains(&delays[0]), "{delays:?}");
+        assert!(delays[1] > delays[0], "{delays:?}");
+        assert!(delays
+            .iter()
+            .all(|d| *d <= MAX_UNAVAILABLE_DELAY.as_millis() as i64 + 5));
+        assert!(*delays.last().unwrap() >= 20_000, "{delays:?}");
+
+        // Once the provider answers, a failure counts again and resets the
+        // short waits.
+        conn.execute("UPDATE Jobs SET run_at_ms = 0 WHERE id = ?1", [&id])
+            .unwrap();
+        let c = db::write(&mut conn, |tx| claim(tx, "w", 10, lease)).unwrap();
+        let fail = Ack {
+            id: id.clone(),
+            attempt: c[0].attempts,
+            result: Err(JobError::Retryable("server error (500)".into())),
+        };
+        db::write(&mut conn, |tx| ack(tx, "w", &fail, &backoff)).unwrap();
+        let metadata: Option<String> = conn
+            .query_row("SELECT metadata FROM Jobs WHERE id = ?1", [&id], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(metadata, None);
+        assert_eq!(get(&conn, &id).unwrap().unwrap().attempts, 1);
     }
 
     #[test]

@@ -59,8 +59,12 @@ pub struct OrderDetail {
     pub lines: Vec<OrderLine>,
 }
 
-fn email_status(job_status: Option<&str>) -> EmailStatus {
+/// `has_address`: the order has a customer email. Its confirmation job is
+/// then missing only when retention pruned it, which happens only to jobs
+/// that are done (or when the owner deleted it as a dead job).
+fn email_status(job_status: Option<&str>, has_address: bool) -> EmailStatus {
     match job_status {
+        None if has_address => EmailStatus::Sent,
         None => EmailStatus::None,
         Some("Done") => EmailStatus::Sent,
         Some("Killed") => EmailStatus::Failed,
@@ -90,7 +94,8 @@ pub fn list(conn: &Connection, limit: usize) -> Result<Vec<OrderSummary>> {
         |r| {
             let status: Option<String> = r.get(9)?;
             let last: Option<String> = r.get(10)?;
-            let email_status = email_status(status.as_deref());
+            let has_address = r.get::<_, Option<String>>(4)?.is_some();
+            let email_status = email_status(status.as_deref(), has_address);
             let email_error = match (&email_status, status.as_deref()) {
                 (EmailStatus::Failed, _) | (EmailStatus::Queued, Some("Failed")) => last,
                 _ => None,

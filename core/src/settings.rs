@@ -10,6 +10,8 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("shop_name", "My Shop"),
     ("shop_email", "orders@shop.invalid"),
     ("currency", "EUR"),
+    // Days a finished job is kept before the worker prunes it.
+    ("job_retention_days", "30"),
 ];
 
 pub fn get(conn: &Connection, key: &str) -> Result<String> {
@@ -46,6 +48,16 @@ pub fn set(conn: &Connection, key: &str, value: &str) -> Result<()> {
         }
         "shop_name" if value.is_empty() => {
             return Err(Error::invalid("value", "the shop name cannot be empty"))
+        }
+        "job_retention_days"
+            if !value
+                .parse::<u32>()
+                .is_ok_and(|days| (1..=3650).contains(&days)) =>
+        {
+            return Err(Error::invalid(
+                "value",
+                "the job retention must be a whole number of days from 1 to 3650",
+            ))
         }
         _ => {}
     }

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::jobs::ShopJobs;
 use crate::orders::{self, OrderSummary};
 use crate::paths::DataDir;
+use crate::queue::admin::{self, JobDetail, QueueState};
 use crate::queue::{self, JobHandler, JobInfo, JobStats, JobStatus};
 use crate::settings::{self, ShopInfo};
 use crate::worker::WorkerConfig;
@@ -127,6 +128,42 @@ impl Shop {
         queue::set_paused(&self.conn(), None, paused)?;
         queue::wake();
         Ok(())
+    }
+
+    /// A job with its payload, for inspection.
+    pub fn job(&self, id: &str) -> Result<JobDetail> {
+        admin::get_detail(&self.conn(), id)
+    }
+
+    /// Runs a dead or retrying job again, with a fresh set of attempts.
+    pub fn retry_job(&self, id: &str) -> Result<JobInfo> {
+        admin::retry(&self.conn(), id, queue::now_ms())
+    }
+
+    /// Cancels a pending or retrying job (it becomes dead, "cancelled").
+    pub fn cancel_job(&self, id: &str) -> Result<JobInfo> {
+        admin::cancel(&self.conn(), id, queue::now_ms())
+    }
+
+    /// Pauses or resumes one queue by name (`email`, `notify`), or all
+    /// (`None`). See [`admin::set_queue_paused`] for the rules.
+    pub fn set_queue_paused_by_name(&self, queue: Option<&str>, paused: bool) -> Result<()> {
+        admin::set_queue_paused(&self.conn(), queue, paused)
+    }
+
+    /// The known queues and whether each is paused.
+    pub fn queue_states(&self) -> Result<Vec<QueueState>> {
+        admin::queue_states(&self.conn())
+    }
+
+    /// Deletes dead jobs (only those dead for at least `older_than_days`,
+    /// when given). Returns how many.
+    pub fn purge_dead_jobs(&self, older_than_days: Option<u32>) -> Result<u64> {
+        admin::purge_dead(
+            &self.conn(),
+            older_than_days,
+            queue::now_ms().div_euclid(1000),
+        )
     }
 
     /// The handler that runs this shop's jobs (emails, notifications).

@@ -23,9 +23,11 @@ use futures::FutureExt;
 use serde::Serialize;
 use tower::Service;
 
+use crate::db::{self, Durability};
 use crate::error::{Error, Result};
+use crate::queue::admin;
 use crate::queue::backend::{QueueDb, QueueSettings, SqliteBackend};
-use crate::queue::{Backoff, Job, JobError, JobHandler};
+use crate::queue::{self, Backoff, Job, JobError, JobHandler};
 
 /// How the worker runs.
 #[derive(Clone)]
@@ -49,6 +51,9 @@ pub struct WorkerConfig {
     /// On shutdown, running jobs get this long to finish; unfinished ones
     /// are given back to the queue (their attempt counts).
     pub shutdown_grace: Duration,
+    /// How often finished jobs past their retention (setting
+    /// `job_retention_days`) are pruned, first at start; `None`: never.
+    pub prune_every: Option<Duration>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -62,6 +67,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("on_change", &self.on_change.is_some())
             .field("backoff", &self.backoff)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("prune_every", &self.prune_every)
             .finish()
     }
 }
@@ -77,6 +83,7 @@ impl WorkerConfig {
             on_change: None,
             backoff: Backoff::default(),
             shutdown_grace: Duration::from_secs(10),
+            prune_every: Some(Duration::from_secs(3600)),
         }
     }
 
@@ -173,6 +180,10 @@ async fn run_worker(
             }
         });
 
+    let pruner = config
+        .prune_every
+        .map(|every| tokio::spawn(prune_periodically(config.clone(), every)));
+
     let result = match shutdown {
         Some(signal) => {
             monitor
@@ -185,6 +196,10 @@ async fn run_worker(
         }
         None => monitor.run().await,
     };
+
+    if let Some(pruner) = pruner {
+        pruner.abort();
+    }
 
     // Jobs still held were cut off by the grace period (or their worker
     // failed): give them back now instead of waiting for their leases.
@@ -204,6 +219,32 @@ async fn run_worker(
     tracing::info!(worker = %worker_id, ?summary, "job worker stopped");
     result.map_err(|e| Error::Other(format!("job worker: {e}")))?;
     Ok(summary)
+}
+
+/// Prunes finished jobs past their retention now and then every `every`,
+/// on its own connection, in small batches (see [`admin::prune_done`]).
+async fn prune_periodically(config: WorkerConfig, every: Duration) {
+    loop {
+        let path = config.db_path.clone();
+        let pruned = tokio::task::spawn_blocking(move || {
+            let conn = db::open_raw(&path, Durability::Normal)?;
+            let days = admin::retention_days(&conn)?;
+            admin::prune_all(&conn, days, queue::now_ms().div_euclid(1000))
+        })
+        .await;
+        match pruned {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                tracing::info!(pruned = n, "pruned finished jobs past their retention");
+                if let Some(on_change) = &config.on_change {
+                    on_change();
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not prune finished jobs"),
+            Err(e) => tracing::warn!(error = %e, "could not prune finished jobs"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 fn panic_error(panic: &Box<dyn std::any::Any + Send>) -> PanicError {

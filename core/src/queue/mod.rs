@@ -4,9 +4,12 @@
 //!
 //! - [`store`]: plain SQL functions (enqueue, claim, ack, reschedule, reap,
 //!   release, stats, list, pause).
+//! - [`admin`]: the owner's actions (retry, cancel, pause by queue, delete
+//!   dead jobs) and the retention that prunes old finished jobs.
 //! - [`backend`]: the apalis `Backend` over those functions.
 //! - [`crate::worker`]: runs apalis workers over the backend.
 
+pub mod admin;
 pub mod backend;
 pub mod store;
 

@@ -7,12 +7,14 @@ use rusqlite::{Connection, Transaction};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{self, Durability};
+use crate::email_api::{self, EmailApi, OutgoingEmail};
 use crate::error::Result;
 use crate::mail;
 use crate::notify;
 use crate::orders;
 use crate::paths::DataDir;
 use crate::queue::{self, Job, JobError, JobHandler, NewJob};
+use crate::secrets::{self, SecretStore, Secrets};
 use crate::settings;
 
 /// Sends an order's confirmation email.
@@ -108,23 +110,89 @@ fn load_order(
     found.ok_or_else(|| JobError::Permanent(format!("order {order_id} does not exist")))
 }
 
+/// How an email job's blocking part ended: written to the outbox, or
+/// ready to go to the HTTP provider.
+enum EmailStep {
+    Written,
+    Send {
+        api: EmailApi,
+        email: Box<OutgoingEmail>,
+        key: String,
+        receipt: String,
+    },
+}
+
+/// Renders the confirmation email and, with the outbox provider, delivers
+/// it; with the HTTP provider, returns what to send.
+fn prepare_email(
+    slot: &Mutex<Option<Connection>>,
+    data: &DataDir,
+    job: &Job,
+) -> Result<EmailStep, JobError> {
+    let order = order_of(job)?;
+    let (detail, sender) = load_order(slot, data, &order.order_id)?;
+    let (provider, api_url) = with_conn(slot, data, |c| {
+        Ok((
+            settings::get(c, "email_provider")?,
+            settings::get(c, "email_api_url")?,
+        ))
+    })?;
+    let email = mail::order_confirmation(&detail, &sender).map_err(JobError::Permanent)?;
+    if provider != "resend" {
+        let path = mail::write_to_outbox(&data.outbox(), &email)
+            .map_err(|e| retryable(format!("writing to the outbox failed: {e}")))?;
+        tracing::info!(receipt = %detail.receipt_number, path = %path.display(), "confirmation email written");
+        return Ok(EmailStep::Written);
+    }
+    let api_key = Secrets::new(data.root(), secrets::Mode::from_env())
+        .get(settings::EMAIL_API_KEY)
+        .map_err(|e| retryable(format!("cannot read the email API key: {e}")))?
+        .ok_or_else(|| {
+            JobError::Retryable(
+                "no API key is set for the email provider (Settings → API key)".into(),
+            )
+        })?;
+    let key = job
+        .idempotency_key
+        .clone()
+        .unwrap_or_else(|| format!("{ORDER_CONFIRMATION_KEY_PREFIX}{}", order.order_id));
+    Ok(EmailStep::Send {
+        api: EmailApi::new(&api_url, &api_key)?,
+        email: Box::new(OutgoingEmail {
+            from: email_api::from_address(&sender.shop_name, &sender.email),
+            to: vec![email.to],
+            subject: email.subject,
+            html: email.html,
+            text: email.text,
+        }),
+        key,
+        receipt: detail.receipt_number,
+    })
+}
+
 impl JobHandler for ShopJobs {
     fn handle(&self, job: Job) -> BoxFuture<'static, Result<(), JobError>> {
         let data = self.data.clone();
         let slot = self.conn.clone();
         Box::pin(async move {
+            if job.job_type == ORDER_CONFIRMATION_EMAIL {
+                let step = tokio::task::spawn_blocking(move || prepare_email(&slot, &data, &job))
+                    .await
+                    .map_err(|e| JobError::Retryable(format!("job task failed: {e}")))??;
+                if let EmailStep::Send {
+                    api,
+                    email,
+                    key,
+                    receipt,
+                } = step
+                {
+                    let id = api.send(&email, &key).await?;
+                    tracing::info!(%receipt, provider_id = %id, "confirmation email accepted by the provider");
+                }
+                return Ok(());
+            }
             let task = tokio::task::spawn_blocking(move || -> Result<(), JobError> {
                 match job.job_type.as_str() {
-                    ORDER_CONFIRMATION_EMAIL => {
-                        let order = order_of(&job)?;
-                        let (detail, sender) = load_order(&slot, &data, &order.order_id)?;
-                        let email = mail::order_confirmation(&detail, &sender)
-                            .map_err(JobError::Permanent)?;
-                        let path = mail::write_to_outbox(&data.outbox(), &email)
-                            .map_err(|e| retryable(format!("writing to the outbox failed: {e}")))?;
-                        tracing::info!(receipt = %detail.receipt_number, path = %path.display(), "confirmation email written");
-                        Ok(())
-                    }
                     ORDER_NOTIFICATION => {
                         let order = order_of(&job)?;
                         let (detail, _) = load_order(&slot, &data, &order.order_id)?;

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod checkout;
 pub mod db;
+pub mod email_api;
 pub mod error;
 pub mod jobs;
 pub mod mail;
@@ -15,6 +16,7 @@ pub mod notify;
 pub mod orders;
 pub mod paths;
 pub mod queue;
+pub mod secrets;
 pub mod settings;
 pub mod shop;
 pub mod worker;

@@ -7,6 +7,9 @@ use crate::error::{Error, Result};
 
 /// Known settings and their defaults.
 pub const DEFAULTS: &[(&str, &str)] = &[
+    // How confirmation emails go out: "outbox" (files) or "resend" (HTTP API).
+    ("email_provider", "outbox"),
+    ("email_api_url", crate::email_api::DEFAULT_BASE_URL),
     ("shop_name", "My Shop"),
     ("shop_email", "orders@shop.invalid"),
     ("currency", "EUR"),
@@ -49,6 +52,13 @@ pub fn set(conn: &Connection, key: &str, value: &str) -> Result<()> {
         "shop_name" if value.is_empty() => {
             return Err(Error::invalid("value", "the shop name cannot be empty"))
         }
+        "email_provider" if !EMAIL_PROVIDERS.contains(&value) => {
+            return Err(Error::invalid(
+                "value",
+                format!("unknown email provider \"{value}\" (outbox or resend)"),
+            ))
+        }
+        "email_api_url" => check_api_url(value)?,
         "job_retention_days"
             if !value
                 .parse::<u32>()
@@ -69,6 +79,25 @@ pub fn set(conn: &Connection, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// The email providers: files in the outbox folder, or Resend's HTTP API.
+pub const EMAIL_PROVIDERS: [&str; 2] = ["outbox", "resend"];
+
+/// The email API key: not in the database but in the OS keyring (or its
+/// fallback file), see [`crate::secrets`].
+pub const EMAIL_API_KEY: &str = "email_api_key";
+
+fn check_api_url(value: &str) -> Result<()> {
+    let bad = |why: &str| Error::invalid("value", format!("\"{value}\" {why}"));
+    let url = reqwest::Url::parse(value).map_err(|_| bad("is not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(bad("must be an http:// or https:// address"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not have a query or a fragment"));
+    }
+    Ok(())
+}
+
 /// What the app shows about the shop and where its data lives.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ShopInfo {
@@ -76,4 +105,53 @@ pub struct ShopInfo {
     pub currency: String,
     pub data_dir: String,
     pub outbox_dir: String,
+}
+
+/// The Settings page's fields. The API key is never sent back: only
+/// whether one is stored, masked (`re_…a1b2`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SettingsForm {
+    pub shop_name: String,
+    pub shop_email: String,
+    pub email_provider: String,
+    pub email_api_url: String,
+    /// The stored key, masked; `None` when no key is stored.
+    pub email_api_key: Option<String>,
+}
+
+/// What the Settings page saves. A missing or blank API key keeps the
+/// stored one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SettingsUpdate {
+    pub shop_name: String,
+    pub shop_email: String,
+    pub email_provider: String,
+    pub email_api_url: String,
+    #[serde(default)]
+    pub email_api_key: Option<String>,
+}
+
+/// The keys `config get` lists, in order (the API key last, masked).
+pub const CONFIG_KEYS: &[&str] = &[
+    "shop_name",
+    "shop_email",
+    "currency",
+    "email_provider",
+    "email_api_url",
+    EMAIL_API_KEY,
+];
+
+/// Checks an API key before it is stored (it is never shown back, so a
+/// typo must be caught here).
+pub fn check_api_key(value: &str) -> Result<()> {
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid(
+            EMAIL_API_KEY,
+            "the API key cannot contain spaces or line breaks",
+        ));
+    }
+    if value.len() < 8 {
+        return Err(Error::invalid(EMAIL_API_KEY, "the API key is too short"));
+    }
+    Ok(())
 }

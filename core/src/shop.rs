@@ -16,7 +16,8 @@ use crate::orders::{self, OrderSummary};
 use crate::paths::DataDir;
 use crate::queue::admin::{self, JobDetail, QueueState};
 use crate::queue::{self, JobHandler, JobInfo, JobStats, JobStatus};
-use crate::settings::{self, ShopInfo};
+use crate::secrets::{self, SecretStore, Secrets};
+use crate::settings::{self, SettingsForm, SettingsUpdate, ShopInfo};
 use crate::worker::WorkerConfig;
 
 pub struct Shop {
@@ -63,6 +64,105 @@ impl Shop {
 
     pub fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         settings::set(&self.conn(), key, value)
+    }
+
+    /// Where this shop's secrets (the email API key) are kept.
+    pub fn secrets(&self) -> Secrets {
+        Secrets::new(self.data.root(), secrets::Mode::from_env())
+    }
+
+    /// One setting as `config get` shows it: the API key masked, or
+    /// `(not set)`.
+    pub fn config_get(&self, key: &str) -> Result<String> {
+        if key == settings::EMAIL_API_KEY {
+            return Ok(self
+                .secrets()
+                .get(key)?
+                .map_or_else(|| "(not set)".to_string(), |k| secrets::mask(&k)));
+        }
+        self.setting(key)
+    }
+
+    /// Every setting `config get` lists, in order.
+    pub fn config_list(&self) -> Result<Vec<(String, String)>> {
+        settings::CONFIG_KEYS
+            .iter()
+            .map(|k| Ok((k.to_string(), self.config_get(k)?)))
+            .collect()
+    }
+
+    /// Sets one setting (`config set`); an empty API key removes it.
+    pub fn config_set(&self, key: &str, value: &str) -> Result<()> {
+        if key == settings::EMAIL_API_KEY {
+            let value = value.trim();
+            if value.is_empty() {
+                return self.secrets().delete(key);
+            }
+            settings::check_api_key(value).map_err(|e| match e {
+                Error::Invalid { message, .. } => Error::invalid("value", message),
+                other => other,
+            })?;
+            return self.secrets().set(key, value);
+        }
+        self.set_setting(key, value)
+    }
+
+    /// The Settings page's fields.
+    pub fn settings_form(&self) -> Result<SettingsForm> {
+        let conn = self.conn();
+        let key = self.secrets().get(settings::EMAIL_API_KEY)?;
+        Ok(SettingsForm {
+            shop_name: settings::get(&conn, "shop_name")?,
+            shop_email: settings::get(&conn, "shop_email")?,
+            email_provider: settings::get(&conn, "email_provider")?,
+            email_api_url: settings::get(&conn, "email_api_url")?,
+            email_api_key: key.map(|k| secrets::mask(&k)),
+        })
+    }
+
+    /// Saves the Settings page: every field is checked first and nothing is
+    /// saved when one is wrong (the error names that field).
+    pub fn save_settings(&self, update: &SettingsUpdate) -> Result<SettingsForm> {
+        let new_key = update
+            .email_api_key
+            .as_deref()
+            .map(str::trim)
+            .filter(|k| !k.is_empty());
+        if let Some(k) = new_key {
+            settings::check_api_key(k)?;
+        }
+        let fields = [
+            ("shop_name", update.shop_name.as_str()),
+            ("shop_email", update.shop_email.as_str()),
+            ("email_provider", update.email_provider.as_str()),
+            ("email_api_url", update.email_api_url.as_str()),
+        ];
+        let secrets = self.secrets();
+        if update.email_provider.trim() == "resend"
+            && new_key.is_none()
+            && secrets.get(settings::EMAIL_API_KEY)?.is_none()
+        {
+            return Err(Error::invalid(
+                settings::EMAIL_API_KEY,
+                "the Resend API needs an API key",
+            ));
+        }
+        {
+            let mut conn = self.conn();
+            db::write(&mut conn, |tx| {
+                for (key, value) in fields {
+                    settings::set(tx, key, value).map_err(|e| match e {
+                        Error::Invalid { message, .. } => Error::invalid(key, message),
+                        other => other,
+                    })?;
+                }
+                Ok(())
+            })?;
+        }
+        if let Some(k) = new_key {
+            secrets.set(settings::EMAIL_API_KEY, k)?;
+        }
+        self.settings_form()
     }
 
     /// Imports a Shopify product CSV given as text (the UI reads the file).

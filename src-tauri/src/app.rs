@@ -53,6 +53,12 @@ pub fn run(shop: Shop) -> Result<(), Box<dyn std::error::Error>> {
             commands::job_stats,
             commands::list_jobs,
             commands::set_queue_paused,
+            commands::get_job,
+            commands::retry_job,
+            commands::cancel_job,
+            commands::queue_states,
+            commands::set_queue_paused_by_name,
+            commands::purge_dead_jobs,
         ])
         .on_window_event(on_window_event)
         .setup({

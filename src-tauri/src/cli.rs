@@ -53,12 +53,31 @@ enum Command {
         #[command(subcommand)]
         action: JobsAction,
     },
+    /// Shop settings: name, from-address, email provider and its API key
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Run the job queue without the desktop app
     Worker {
         /// Exit once no job is due instead of running until interrupted
         #[arg(long)]
         until_idle: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigAction {
+    /// Show one setting, or all of them (the API key only masked)
+    Get {
+        /// e.g. shop_name, shop_email, email_provider (outbox|resend),
+        /// email_api_url, email_api_key
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a setting (an empty email_api_key removes the key)
+    Set { key: String, value: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -134,6 +153,44 @@ enum JobsAction {
     },
     /// Counts per state
     Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job in full, with its payload
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a dead or retrying job again now, with a fresh set of attempts
+    Retry {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a pending or retrying job (it becomes dead, never runs)
+    Cancel {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a queue (email, notify), or every queue when none is named
+    Pause {
+        queue: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume a queue (email, notify), or every queue when none is named
+    Resume {
+        queue: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete dead jobs
+    PurgeDead {
+        /// Only jobs dead for at least this many days
+        #[arg(long, value_name = "DAYS")]
+        older_than: Option<u32>,
         #[arg(long)]
         json: bool,
     },
@@ -292,13 +349,39 @@ fn run(command: Option<Command>, data_dir: &Path) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Jobs {
-            action:
-                JobsAction::List {
-                    status,
-                    limit,
-                    json,
-                },
+        Command::Jobs { action } => jobs_action(&shop, action)?,
+        Command::Config { action } => config(&shop, action)?,
+        Command::Worker { until_idle } => {
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure {
+                code: "io".into(),
+                message: e.to_string(),
+            })?;
+            let config = shop.worker_config();
+            let handler = shop.job_handler();
+            runtime.block_on(async move {
+                if until_idle {
+                    let summary = worker::run_until_idle(config, handler).await?;
+                    print_json(&summary);
+                } else {
+                    let shutdown = async {
+                        let _ = tokio::signal::ctrl_c().await;
+                    };
+                    worker::run(config, handler, shutdown).await?;
+                }
+                Ok::<(), shopdesk_core::Error>(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// `shopdesk jobs …`: the queue's state and the monitor actions.
+fn jobs_action(shop: &Shop, action: JobsAction) -> Result<(), Failure> {
+    match action {
+        JobsAction::List {
+            status,
+            limit,
+            json,
         } => {
             let status = match status {
                 None => None,
@@ -326,9 +409,7 @@ fn run(command: Option<Command>, data_dir: &Path) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Jobs {
-            action: JobsAction::Stats { json },
-        } => {
+        JobsAction::Stats { json } => {
             let s = shop.job_stats()?;
             if json {
                 print_json(&s);
@@ -344,25 +425,146 @@ fn run(command: Option<Command>, data_dir: &Path) -> Result<(), Failure> {
                 );
             }
         }
-        Command::Worker { until_idle } => {
-            let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure {
-                code: "io".into(),
-                message: e.to_string(),
-            })?;
-            let config = shop.worker_config();
-            let handler = shop.job_handler();
-            runtime.block_on(async move {
-                if until_idle {
-                    let summary = worker::run_until_idle(config, handler).await?;
-                    print_json(&summary);
-                } else {
-                    let shutdown = async {
-                        let _ = tokio::signal::ctrl_c().await;
-                    };
-                    worker::run(config, handler, shutdown).await?;
+        JobsAction::Show { id, json } => {
+            let job = shop.job(&id)?;
+            if json {
+                print_json(&job);
+            } else {
+                let i = &job.info;
+                println!("{}  {}  {}", i.id, i.job_type, i.status.as_str());
+                println!("  attempts    {}/{}", i.attempts, i.max_attempts);
+                println!("  run at      {}", i.run_at);
+                if let Some(done) = &i.done_at {
+                    println!("  finished    {done}");
                 }
-                Ok::<(), shopdesk_core::Error>(())
-            })?;
+                if let Some(by) = &i.lock_by {
+                    println!("  claimed by  {by}");
+                }
+                if let Some(key) = &i.idempotency_key {
+                    println!("  key         {key}");
+                }
+                if let Some(e) = &i.last_error {
+                    println!("  last error  {e}");
+                }
+                println!(
+                    "  payload     {}",
+                    serde_json::to_string(&job.payload).unwrap_or_default()
+                );
+            }
+        }
+        JobsAction::Retry { id, json } => {
+            let job = shop.retry_job(&id)?;
+            if json {
+                print_json(&job);
+            } else {
+                println!(
+                    "job {} ({}) will run again now, with {} attempts",
+                    job.id, job.job_type, job.max_attempts
+                );
+            }
+        }
+        JobsAction::Cancel { id, json } => {
+            let job = shop.cancel_job(&id)?;
+            if json {
+                print_json(&job);
+            } else {
+                println!(
+                    "job {} ({}) cancelled; it will not run",
+                    job.id, job.job_type
+                );
+            }
+        }
+        JobsAction::Pause { queue, json } => set_paused(shop, queue.as_deref(), true, json)?,
+        JobsAction::Resume { queue, json } => set_paused(shop, queue.as_deref(), false, json)?,
+        JobsAction::PurgeDead { older_than, json } => {
+            let deleted = shop.purge_dead_jobs(older_than)?;
+            if json {
+                print_json(&serde_json::json!({ "deleted": deleted }));
+            } else {
+                match older_than {
+                    Some(days) => println!(
+                        "deleted {deleted} dead job{} (dead for {days} days or more)",
+                        plural(deleted)
+                    ),
+                    None => println!("deleted {deleted} dead job{}", plural(deleted)),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn set_paused(shop: &Shop, queue: Option<&str>, paused: bool, json: bool) -> Result<(), Failure> {
+    shop.set_queue_paused_by_name(queue, paused)?;
+    let states = shop.queue_states()?;
+    if json {
+        print_json(&states);
+    } else {
+        let what = match queue {
+            Some(q) => format!("queue {}", q.trim().to_ascii_lowercase()),
+            None => "all queues".to_string(),
+        };
+        println!("{what} {}", if paused { "paused" } else { "resumed" });
+        for s in states {
+            println!(
+                "  {:<8} {}",
+                s.queue,
+                if s.paused { "paused" } else { "running" }
+            );
+        }
+    }
+    Ok(())
+}
+
+fn config(shop: &Shop, action: ConfigAction) -> Result<(), Failure> {
+    let known = |key: &str| {
+        let keys = shopdesk_core::settings::config_keys();
+        if keys.contains(&key) {
+            Ok(())
+        } else {
+            Err(usage(format!(
+                "unknown setting \"{key}\" (one of: {})",
+                keys.join(", ")
+            )))
+        }
+    };
+    match action {
+        ConfigAction::Get { key: Some(key), json } => {
+            known(&key)?;
+            let value = shop.config_get(&key)?;
+            if json {
+                print_json(&serde_json::json!({ key: value }));
+            } else {
+                println!("{value}");
+            }
+        }
+        ConfigAction::Get { key: None, json } => {
+            let all = shop.config_list()?;
+            if json {
+                let map: serde_json::Map<String, serde_json::Value> = all
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::String(v)))
+                    .collect();
+                print_json(&map);
+            } else {
+                for (k, v) in all {
+                    println!("{k} = {v}");
+                }
+            }
+        }
+        ConfigAction::Set { key, value } => {
+            known(&key)?;
+            shop.config_set(&key, &value)?;
+            // Echo what is stored now; the API key only masked.
+            println!("{key} = {}", shop.config_get(&key)?);
         }
     }
     Ok(())
@@ -470,6 +672,57 @@ mod tests {
         );
         assert!(parse_payment("cash:12.50").is_err());
         assert!(parse_payment("cheque:1").is_err());
+    }
+
+    fn jobs(args: &[&str]) -> JobsAction {
+        let cli = Cli::try_parse_from(["shopdesk", "jobs"].iter().chain(args)).unwrap();
+        match cli.command {
+            Some(Command::Jobs { action }) => action,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn monitor_actions_parse() {
+        assert!(matches!(
+            jobs(&["retry", "01ABC"]),
+            JobsAction::Retry { id, json: false } if id == "01ABC"
+        ));
+        assert!(matches!(
+            jobs(&["cancel", "01ABC", "--json"]),
+            JobsAction::Cancel { id, json: true } if id == "01ABC"
+        ));
+        assert!(matches!(
+            jobs(&["pause"]),
+            JobsAction::Pause { queue: None, .. }
+        ));
+        assert!(matches!(
+            jobs(&["resume", "email"]),
+            JobsAction::Resume { queue: Some(q), .. } if q == "email"
+        ));
+        assert!(matches!(
+            jobs(&["purge-dead"]),
+            JobsAction::PurgeDead {
+                older_than: None,
+                json: false
+            }
+        ));
+        assert!(matches!(
+            jobs(&["purge-dead", "--older-than", "14", "--json"]),
+            JobsAction::PurgeDead {
+                older_than: Some(14),
+                json: true
+            }
+        ));
+        for bad in [
+            &["retry"][..],
+            &["purge-dead", "--older-than", "-1"],
+            &["purge-dead", "--older-than", "week"],
+            &["pause", "email", "notify"],
+        ] {
+            let args = ["shopdesk", "jobs"].iter().chain(bad);
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

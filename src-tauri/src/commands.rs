@@ -8,6 +8,7 @@ use shopdesk_core::catalog::{ImportSummary, Product};
 use shopdesk_core::checkout::{OrderRequest, PlacedOrder};
 use shopdesk_core::error::PublicError;
 use shopdesk_core::orders::OrderSummary;
+use shopdesk_core::queue::admin::{JobDetail, QueueState};
 use shopdesk_core::queue::{JobInfo, JobStats, JobStatus};
 use shopdesk_core::settings::ShopInfo;
 use shopdesk_core::Shop;
@@ -172,6 +173,82 @@ pub async fn set_queue_paused(state: State<'_, AppState>, paused: bool) -> CmdRe
     tracing::info!(paused, "queue paused state changed");
     state.jobs_changed.notify_one();
     Ok(())
+}
+
+/// One job with its payload, for the Jobs page's detail row.
+#[tauri::command]
+pub async fn get_job(state: State<'_, AppState>, id: String) -> CmdResult<JobDetail> {
+    blocking(&state.shop, move |shop| shop.job(&id)).await
+}
+
+/// Runs a dead or retrying job again now; its order's email reads queued.
+#[tauri::command]
+pub async fn retry_job(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    id: String,
+) -> CmdResult<JobInfo> {
+    let job = blocking(&state.shop, move |shop| shop.retry_job(&id)).await?;
+    tracing::info!(job = %job.id, job_type = %job.job_type, "job retried by the owner");
+    state.jobs_changed.notify_one();
+    emit_orders_changed(&app);
+    Ok(job)
+}
+
+/// Cancels a pending or retrying job; its order's email reads failed.
+#[tauri::command]
+pub async fn cancel_job(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    id: String,
+) -> CmdResult<JobInfo> {
+    let job = blocking(&state.shop, move |shop| shop.cancel_job(&id)).await?;
+    tracing::info!(job = %job.id, job_type = %job.job_type, "job cancelled by the owner");
+    state.jobs_changed.notify_one();
+    emit_orders_changed(&app);
+    Ok(job)
+}
+
+/// The known queues and whether each is paused.
+#[tauri::command]
+pub async fn queue_states(state: State<'_, AppState>) -> CmdResult<Vec<QueueState>> {
+    blocking(&state.shop, |shop| shop.queue_states()).await
+}
+
+/// Pauses or resumes one queue by name, or all when `queue` is null.
+/// Returns every queue's state afterwards.
+#[tauri::command]
+pub async fn set_queue_paused_by_name(
+    state: State<'_, AppState>,
+    queue: Option<String>,
+    paused: bool,
+) -> CmdResult<Vec<QueueState>> {
+    let states = blocking(&state.shop, move |shop| {
+        shop.set_queue_paused_by_name(queue.as_deref(), paused)?;
+        shop.queue_states()
+    })
+    .await?;
+    tracing::info!(paused, ?states, "queue paused state changed");
+    state.jobs_changed.notify_one();
+    Ok(states)
+}
+
+/// Deletes dead jobs (those dead for `older_than_days` or more, when
+/// given). Returns how many went.
+#[tauri::command]
+pub async fn purge_dead_jobs(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    older_than_days: Option<u32>,
+) -> CmdResult<u64> {
+    let deleted = blocking(&state.shop, move |shop| {
+        shop.purge_dead_jobs(older_than_days)
+    })
+    .await?;
+    tracing::info!(deleted, "dead jobs deleted by the owner");
+    state.jobs_changed.notify_one();
+    emit_orders_changed(&app);
+    Ok(deleted)
 }
 
 #[cfg(test)]

@@ -107,6 +107,7 @@ impl Sizes {
 
 /// Runs every measurement in turn; `progress` hears what is being measured.
 pub fn run(sizes: &Sizes, progress: &mut dyn FnMut(&str)) -> BenchResult<Figures> {
+    let load_at_start = report::load_average();
     progress("raw SQLite commits, synchronous=NORMAL");
     let normal = raw::commits(raw::Sync::Normal, sizes.raw_normal_commits)?;
     progress("raw SQLite commits, synchronous=FULL");
@@ -148,7 +149,7 @@ pub fn run(sizes: &Sizes, progress: &mut dyn FnMut(&str)) -> BenchResult<Figures
 
     Ok(Figures {
         sizes: sizes.clone(),
-        machine: report::Machine::detect(),
+        machine: report::Machine::detect(load_at_start),
         raw_normal: normal,
         raw_full: full,
         checkout,
@@ -159,6 +160,113 @@ pub fn run(sizes: &Sizes, progress: &mut dyn FnMut(&str)) -> BenchResult<Figures
         drain,
         drain_history,
         pickup,
+    })
+}
+
+/// The measurements [`run_one`] knows, by name.
+pub const MEASUREMENTS: &[&str] = &[
+    "raw-normal",
+    "raw-full",
+    "enqueue",
+    "enqueue-batch",
+    "drain",
+    "drain-history",
+    "pickup",
+    "checkout",
+    "checkout-slow-email",
+    "sync-email",
+];
+
+/// Runs one measurement alone (to profile it, or to repeat it): its main
+/// figures as (key, value) pairs, keys as in the full report.
+pub fn run_one(name: &str, sizes: &Sizes) -> BenchResult<Vec<(&'static str, f64)>> {
+    let checkout_figures = |prefix: &'static [&'static str; 3], run: checkout::CheckoutRun| {
+        vec![
+            (prefix[0], run.latencies.p50_ms()),
+            (prefix[1], run.latencies.p99_ms()),
+            (prefix[2], run.emails_written as f64),
+        ]
+    };
+    Ok(match name {
+        "raw-normal" => {
+            let r = raw::commits(raw::Sync::Normal, sizes.raw_normal_commits)?;
+            vec![("raw_commit_normal_per_s", r.rate.per_s())]
+        }
+        "raw-full" => {
+            let r = raw::commits(raw::Sync::Full, sizes.raw_full_commits)?;
+            vec![
+                ("raw_commit_full_p50_ms", r.latencies.p50_ms()),
+                ("raw_commit_full_p99_ms", r.latencies.p99_ms()),
+            ]
+        }
+        "enqueue" => vec![(
+            "enqueue_per_s",
+            queue::enqueue_one_per_tx(sizes.enqueue_jobs)?.per_s(),
+        )],
+        "enqueue-batch" => vec![(
+            "enqueue_batch_per_s",
+            queue::enqueue_batch(sizes.enqueue_batch_jobs)?.per_s(),
+        )],
+        "drain" => vec![(
+            "drain_per_s",
+            queue::drain(sizes.drain_jobs, 0)?.rate.per_s(),
+        )],
+        "drain-history" => vec![(
+            "drain_per_s_1m_history",
+            queue::drain(sizes.drain_jobs, sizes.history_jobs)?
+                .rate
+                .per_s(),
+        )],
+        "pickup" => {
+            let p = queue::pickup(sizes.pickup_samples)?;
+            vec![
+                ("pickup_p50_ms", p.from_enqueue.p50_ms()),
+                ("pickup_p99_ms", p.from_enqueue.p99_ms()),
+            ]
+        }
+        "checkout" => checkout_figures(
+            &[
+                "checkout_p50_ms",
+                "checkout_p99_ms",
+                "checkout_emails_written",
+            ],
+            checkout::measure(
+                sizes.seeded_orders,
+                sizes.checkout_samples,
+                checkout::Mode::Queued { email_delay: None },
+            )?,
+        ),
+        "checkout-slow-email" => checkout_figures(
+            &[
+                "checkout_slow_email_p50_ms",
+                "checkout_slow_email_p99_ms",
+                "checkout_slow_email_emails_written",
+            ],
+            checkout::measure(
+                sizes.seeded_orders,
+                sizes.checkout_samples,
+                checkout::Mode::Queued {
+                    email_delay: Some(sizes.email_latency),
+                },
+            )?,
+        ),
+        "sync-email" => {
+            let run = checkout::measure(
+                sizes.seeded_orders,
+                sizes.sync_email_samples,
+                checkout::Mode::SyncEmail {
+                    send_latency: sizes.email_latency,
+                },
+            )?;
+            vec![("sync_email_checkout_p50_ms", run.latencies.p50_ms())]
+        }
+        other => {
+            return Err(format!(
+                "unknown measurement {other:?} (one of: {})",
+                MEASUREMENTS.join(", ")
+            )
+            .into())
+        }
     })
 }
 
@@ -272,5 +380,15 @@ mod tests {
         // The table renders every figure too.
         let table = figures.to_table();
         assert!(table.contains("checkout_p99_ms"), "{table}");
+    }
+
+    #[test]
+    fn one_measurement_runs_alone_by_name() {
+        let figures = run_one("drain", &Sizes::tiny()).unwrap();
+        assert_eq!(figures.len(), 1);
+        assert_eq!(figures[0].0, "drain_per_s");
+        assert!(figures[0].1 > 0.0);
+        let err = run_one("nope", &Sizes::tiny()).unwrap_err().to_string();
+        assert!(err.contains("drain-history"), "{err}");
     }
 }

@@ -4,13 +4,17 @@
 
 use std::process::ExitCode;
 
-use shopdesk_bench::{run, Sizes};
+use shopdesk_bench::{run, run_one, Sizes};
 
 const USAGE: &str = "\
-usage: shopdesk-bench [--json] [--quick]
+usage: shopdesk-bench [--json] [--quick] [--only MEASUREMENT]
 
-  --json   print one JSON object instead of a table
-  --quick  smaller counts, for a smoke run (about a minute)
+  --json              print one JSON object instead of a table
+  --quick             smaller counts, for a smoke run (under a minute)
+  --only MEASUREMENT  run one measurement alone (to profile or repeat it):
+                      raw-normal, raw-full, enqueue, enqueue-batch, drain,
+                      drain-history, pickup, checkout, checkout-slow-email,
+                      sync-email
 
 Temporary databases go under $TMPDIR (default /tmp): point it at the disk
 to measure. Progress goes to stderr.";
@@ -18,10 +22,19 @@ to measure. Progress goes to stderr.";
 fn main() -> ExitCode {
     let mut json = false;
     let mut sizes = Sizes::full();
-    for arg in std::env::args().skip(1) {
+    let mut only = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--json" => json = true,
             "--quick" => sizes = Sizes::quick(),
+            "--only" => match args.next() {
+                Some(name) => only = Some(name),
+                None => {
+                    eprintln!("--only needs a measurement name\n\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -31,6 +44,22 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    if let Some(name) = only {
+        return match run_one(&name, &sizes) {
+            Ok(figures) => {
+                let object: serde_json::Map<String, serde_json::Value> = figures
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+                    .collect();
+                println!("{}", serde_json::Value::Object(object));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bench failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let started = std::time::Instant::now();
     let mut progress = |what: &str| {

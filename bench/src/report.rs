@@ -13,10 +13,25 @@ use crate::{ms, Rate, Sizes};
 pub struct Machine {
     pub cores: usize,
     pub cpu_model: Option<String>,
+    /// 1-minute load average when the run started and when it ended: other
+    /// work on the machine shows in the figures.
+    pub load_at_start: Option<f64>,
+    pub load_at_end: Option<f64>,
+}
+
+/// The 1-minute load average, where the OS tells it.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Machine {
-    pub fn detect() -> Self {
+    /// This machine now (`load_at_start` measured earlier).
+    pub fn detect(load_at_start: Option<f64>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
@@ -26,7 +41,12 @@ impl Machine {
                     .and_then(|l| l.split_once(':'))
                     .map(|(_, v)| v.trim().to_string())
             });
-        Self { cores, cpu_model }
+        Self {
+            cores,
+            cpu_model,
+            load_at_start,
+            load_at_end: load_average(),
+        }
     }
 }
 
@@ -198,6 +218,14 @@ impl Figures {
                 Field::Obj(vec![
                     ("cores", int(self.machine.cores as u64)),
                     ("cpu_model", Field::V(json!(self.machine.cpu_model))),
+                    (
+                        "load_avg_1m_at_start",
+                        Field::V(json!(self.machine.load_at_start)),
+                    ),
+                    (
+                        "load_avg_1m_at_end",
+                        Field::V(json!(self.machine.load_at_end)),
+                    ),
                 ]),
             ),
             ("sqlite_version", Field::V(json!(rusqlite::version()))),

@@ -131,15 +131,15 @@ pub struct SettingsUpdate {
     pub email_api_key: Option<String>,
 }
 
-/// The keys `config get` lists, in order (the API key last, masked).
-pub const CONFIG_KEYS: &[&str] = &[
-    "shop_name",
-    "shop_email",
-    "currency",
-    "email_provider",
-    "email_api_url",
-    EMAIL_API_KEY,
-];
+/// The keys `config get` lists, in order: every stored setting, then the
+/// API key (shown masked).
+pub fn config_keys() -> Vec<&'static str> {
+    DEFAULTS
+        .iter()
+        .map(|(k, _)| *k)
+        .chain([EMAIL_API_KEY])
+        .collect()
+}
 
 /// Checks an API key before it is stored (it is never shown back, so a
 /// typo must be caught here).

@@ -85,8 +85,8 @@ impl Shop {
 
     /// Every setting `config get` lists, in order.
     pub fn config_list(&self) -> Result<Vec<(String, String)>> {
-        settings::CONFIG_KEYS
-            .iter()
+        settings::config_keys()
+            .into_iter()
             .map(|k| Ok((k.to_string(), self.config_get(k)?)))
             .collect()
     }

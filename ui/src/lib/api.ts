@@ -4,6 +4,7 @@ import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type {
   ImportSummary,
+  JobDetail,
   JobInfo,
   JobStats,
   JobStatus,
@@ -12,6 +13,7 @@ import type {
   PlacedOrder,
   Product,
   PublicError,
+  QueueState,
   ShopInfo,
 } from "./types";
 
@@ -48,6 +50,15 @@ export const api = {
   listJobs: (status: JobStatus | null, limit: number) =>
     call<JobInfo[]>("list_jobs", { status, limit }),
   setQueuePaused: (paused: boolean) => call<void>("set_queue_paused", { paused }),
+  getJob: (id: string) => call<JobDetail>("get_job", { id }),
+  retryJob: (id: string) => call<JobInfo>("retry_job", { id }),
+  cancelJob: (id: string) => call<JobInfo>("cancel_job", { id }),
+  queueStates: () => call<QueueState[]>("queue_states"),
+  /** `queue` null: every queue. Returns each queue's state afterwards. */
+  setQueuePausedByName: (queue: string | null, paused: boolean) =>
+    call<QueueState[]>("set_queue_paused_by_name", { queue, paused }),
+  purgeDeadJobs: (olderThanDays: number | null = null) =>
+    call<number>("purge_dead_jobs", { olderThanDays }),
 };
 
 export function onJobsChanged(handler: (stats: JobStats) => void): Promise<UnlistenFn> {

@@ -97,6 +97,17 @@ export interface JobInfo {
   done_at: string | null;
 }
 
+/** `get_job`: a job with its decoded payload. */
+export interface JobDetail extends JobInfo {
+  payload: unknown;
+  lock_at: string | null;
+}
+
+export interface QueueState {
+  queue: string;
+  paused: boolean;
+}
+
 /** What every failed command rejects with. */
 export interface PublicError {
   code: string;

@@ -312,6 +312,8 @@ async fn new_order(c: &Client, env: &Env) -> Result<()> {
     step("New order: fixing the email and placing the order");
     fill(c, "customer-email", CUSTOMER_EMAIL).await?;
     wait_text_contains(c, "change-due", "50.00").await?;
+    // The order as the owner sees it just before placing it (the README's picture).
+    screenshot(c, env, "new-order-ready").await?;
     click(c, "place-order").await?;
     let receipt = wait_for("receipt-number after placing the order", WAIT, || async {
         if let Some(e) = text_opt(c, "form-error")

@@ -191,12 +191,12 @@ fn provider_message(status: StatusCode, body: &str) -> String {
                 _ => None,
             })
         });
-    let message = from_json.unwrap_or_else(|| {
-        status
+    let Some(message) = from_json else {
+        return status
             .canonical_reason()
             .unwrap_or("unexpected answer")
-            .to_string()
-    });
+            .to_lowercase();
+    };
     // A provider's message is one sentence; keep a misbehaving one short.
     let mut message: String = message.chars().take(300).collect();
     if let Some(first) = message.get(..1) {

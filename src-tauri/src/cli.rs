@@ -58,31 +58,12 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Shop settings: name, from-address, email provider and its API key
-    Config {
-        #[command(subcommand)]
-        action: ConfigAction,
-    },
     /// Run the job queue without the desktop app
     Worker {
         /// Exit once no job is due instead of running until interrupted
         #[arg(long)]
         until_idle: bool,
     },
-}
-
-#[derive(Subcommand, Debug)]
-enum ConfigAction {
-    /// Show one setting, or all of them (the API key only masked)
-    Get {
-        /// e.g. shop_name, shop_email, email_provider (outbox|resend),
-        /// email_api_url, email_api_key
-        key: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Change a setting (an empty email_api_key removes the key)
-    Set { key: String, value: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -370,7 +351,6 @@ fn run(command: Option<Command>, data_dir: &Path) -> Result<(), Failure> {
         }
         Command::Jobs { action } => jobs_action(&shop, action)?,
         Command::Config { action } => config(&shop, action)?,
-        Command::Config { action } => config(&shop, action)?,
         Command::Worker { until_idle } => {
             let runtime = tokio::runtime::Runtime::new().map_err(|e| Failure {
                 code: "io".into(),
@@ -539,52 +519,6 @@ fn set_paused(shop: &Shop, queue: Option<&str>, paused: bool, json: bool) -> Res
                 s.queue,
                 if s.paused { "paused" } else { "running" }
             );
-        }
-    }
-    Ok(())
-}
-
-fn config(shop: &Shop, action: ConfigAction) -> Result<(), Failure> {
-    let known = |key: &str| {
-        let keys = shopdesk_core::settings::config_keys();
-        if keys.contains(&key) {
-            Ok(())
-        } else {
-            Err(usage(format!(
-                "unknown setting \"{key}\" (one of: {})",
-                keys.join(", ")
-            )))
-        }
-    };
-    match action {
-        ConfigAction::Get { key: Some(key), json } => {
-            known(&key)?;
-            let value = shop.config_get(&key)?;
-            if json {
-                print_json(&serde_json::json!({ key: value }));
-            } else {
-                println!("{value}");
-            }
-        }
-        ConfigAction::Get { key: None, json } => {
-            let all = shop.config_list()?;
-            if json {
-                let map: serde_json::Map<String, serde_json::Value> = all
-                    .into_iter()
-                    .map(|(k, v)| (k, serde_json::Value::String(v)))
-                    .collect();
-                print_json(&map);
-            } else {
-                for (k, v) in all {
-                    println!("{k} = {v}");
-                }
-            }
-        }
-        ConfigAction::Set { key, value } => {
-            known(&key)?;
-            shop.config_set(&key, &value)?;
-            // Echo what is stored now; the API key only masked.
-            println!("{key} = {}", shop.config_get(&key)?);
         }
     }
     Ok(())

@@ -59,6 +59,8 @@ pub fn run(shop: Shop) -> Result<(), Box<dyn std::error::Error>> {
             commands::queue_states,
             commands::set_queue_paused_by_name,
             commands::purge_dead_jobs,
+            commands::get_settings,
+            commands::save_settings,
         ])
         .on_window_event(on_window_event)
         .setup({

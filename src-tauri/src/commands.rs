@@ -10,7 +10,7 @@ use shopdesk_core::error::PublicError;
 use shopdesk_core::orders::OrderSummary;
 use shopdesk_core::queue::admin::{JobDetail, QueueState};
 use shopdesk_core::queue::{JobInfo, JobStats, JobStatus};
-use shopdesk_core::settings::ShopInfo;
+use shopdesk_core::settings::{SettingsForm, SettingsUpdate, ShopInfo};
 use shopdesk_core::Shop;
 use tauri::{AppHandle, Emitter, State};
 
@@ -88,6 +88,21 @@ fn emit_orders_changed(app: &AppHandle) {
 #[tauri::command]
 pub async fn shop_info(state: State<'_, AppState>) -> CmdResult<ShopInfo> {
     blocking(&state.shop, |shop| shop.info()).await
+}
+
+/// The Settings page's fields (the API key only masked).
+#[tauri::command]
+pub async fn get_settings(state: State<'_, AppState>) -> CmdResult<SettingsForm> {
+    blocking(&state.shop, |shop| shop.settings_form()).await
+}
+
+/// Saves the Settings page; a blank API key keeps the stored one.
+#[tauri::command]
+pub async fn save_settings(
+    state: State<'_, AppState>,
+    settings: SettingsUpdate,
+) -> CmdResult<SettingsForm> {
+    blocking(&state.shop, move |shop| shop.save_settings(&settings)).await
 }
 
 #[tauri::command]

@@ -14,6 +14,8 @@ import type {
   Product,
   PublicError,
   QueueState,
+  SettingsForm,
+  SettingsUpdate,
   ShopInfo,
 } from "./types";
 
@@ -40,6 +42,8 @@ async function call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> 
 
 export const api = {
   shopInfo: () => call<ShopInfo>("shop_info"),
+  getSettings: () => call<SettingsForm>("get_settings"),
+  saveSettings: (settings: SettingsUpdate) => call<SettingsForm>("save_settings", { settings }),
   listProducts: (query: string | null, limit: number) =>
     call<Product[]>("list_products", { query, limit }),
   importProductsCsv: (name: string, content: string) =>

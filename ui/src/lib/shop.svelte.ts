@@ -3,7 +3,7 @@
 import { api } from "./api";
 import type { ShopInfo } from "./types";
 
-export type Page = "products" | "new-order" | "orders" | "jobs";
+export type Page = "products" | "new-order" | "orders" | "jobs" | "settings";
 
 export const app = $state<{ info: ShopInfo | null; page: Page; infoError: string | null }>({
   info: null,

@@ -8,6 +8,27 @@ export interface ShopInfo {
   outbox_dir: string;
 }
 
+/** The Settings page's fields; the API key only ever comes back masked. */
+export interface SettingsForm {
+  shop_name: string;
+  shop_email: string;
+  email_provider: EmailProvider;
+  email_api_url: string;
+  /** e.g. "re_…a1b2", or null when no key is stored. */
+  email_api_key: string | null;
+}
+
+export type EmailProvider = "outbox" | "resend";
+
+/** What the Settings page saves; a null or blank key keeps the stored one. */
+export interface SettingsUpdate {
+  shop_name: string;
+  shop_email: string;
+  email_provider: EmailProvider;
+  email_api_url: string;
+  email_api_key: string | null;
+}
+
 export interface Product {
   sku: string;
   handle: string;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { canCancel, canRetry, jobTypeLabel, pausedSummary, prettyPayload, queueLabel } from "./jobs";
+import { canCancel, canRetry, jobTypeLabel, prettyPayload, queueLabel } from "./jobs";
 import type { JobStatus } from "./types";
 
 const ALL: JobStatus[] = ["Pending", "Running", "Done", "Failed", "Killed"];
@@ -20,16 +20,6 @@ describe("labels", () => {
     expect(jobTypeLabel("email.order_confirmation")).toBe("Email · order confirmation");
     expect(jobTypeLabel("notify.order-placed")).toBe("Notification · order placed");
     expect(jobTypeLabel("plain")).toBe("plain");
-  });
-  it("summarises paused queues", () => {
-    expect(pausedSummary([{ queue: "email", paused: false }])).toBeNull();
-    expect(pausedSummary([{ queue: "email", paused: true }, { queue: "notify", paused: false }])).toBe("Email paused");
-    expect(
-      pausedSummary([
-        { queue: "email", paused: true },
-        { queue: "notify", paused: true },
-      ]),
-    ).toBe("Email and Notification paused");
   });
   it("shows payloads as indented JSON, raw text as is", () => {
     expect(prettyPayload({ order_id: "o1" })).toBe('{\n  "order_id": "o1"\n}');

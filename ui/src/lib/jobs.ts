@@ -1,7 +1,7 @@
 // What the Jobs page may offer for a job, and how it names things. Mirrors
 // the rules in `shopdesk_core::queue::admin`.
 
-import type { JobStatus, QueueState } from "./types";
+import type { JobStatus } from "./types";
 
 /** Dead and retrying jobs can be run again. */
 export function canRetry(status: JobStatus): boolean {
@@ -33,12 +33,4 @@ export function jobTypeLabel(t: string): string {
 export function prettyPayload(payload: unknown): string {
   if (typeof payload === "string") return payload;
   return JSON.stringify(payload, null, 2) ?? String(payload);
-}
-
-/** "Email and Notification paused", "Email paused", or null when all run. */
-export function pausedSummary(queues: QueueState[]): string | null {
-  const paused = queues.filter((q) => q.paused).map((q) => queueLabel(q.queue));
-  if (paused.length === 0) return null;
-  if (paused.length === 1) return `${paused[0]} paused`;
-  return `${paused.slice(0, -1).join(", ")} and ${paused[paused.length - 1]} paused`;
 }

@@ -7,6 +7,7 @@
 //! `cargo build -p shopdesk`. Every child process is killed when its test
 //! ends, whatever the outcome.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -15,8 +16,12 @@ use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
+use shopdesk_tests::sink::{Behavior, MailSink, Request};
 
 const EMAIL_JOB: &str = "email.order_confirmation";
+const EMAIL_KEY_PREFIX: &str = "order-confirmation/";
+/// The API key the shop is given for the sink.
+const API_KEY: &str = "re_fault_test_key_123456";
 
 /// Products with plenty of stock, so that many orders never run out.
 const STOCK_SKUS: [&str; 4] = ["fault-mug", "fault-cap", "fault-pen", "fault-bag"];
@@ -105,6 +110,20 @@ struct Proc {
 }
 
 impl Proc {
+    fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// Sends `signal` (libc::SIGINT, ...) without waiting.
+    fn signal(&mut self, signal: i32) {
+        if self.exited().is_none() {
+            // SAFETY: kill(2) on a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(self.pid(), signal);
+            }
+        }
+    }
+
     /// SIGKILL, then reap.
     fn kill9(&mut self) {
         if let Some(child) = self.child.as_mut() {
@@ -267,6 +286,18 @@ impl Shop {
         }
     }
 
+    /// Sends confirmation emails through the HTTP provider at `sink`.
+    fn use_provider(&self, sink: &MailSink) {
+        self.ok(&["config", "set", "email_provider", "resend"]);
+        self.ok(&["config", "set", "email_api_url", &sink.url()]);
+        self.ok(&["config", "set", "email_api_key", API_KEY]);
+    }
+
+    /// `shopdesk worker --until-idle`; returns its summary.
+    fn drain(&self) -> Value {
+        self.json(&["worker", "--until-idle"])
+    }
+
     /// A long-running `shopdesk worker`.
     fn worker(&self) -> Proc {
         self.spawn("worker", &["worker"])
@@ -353,6 +384,478 @@ fn assert_nothing_dead(jobs: &[Value]) {
         dead.is_empty(),
         "jobs died:\n{}",
         describe_jobs(&dead.into_iter().cloned().collect::<Vec<_>>())
+    );
+}
+
+/// Waits until every email job is Done (none may die on the way).
+fn wait_all_emails_done(shop: &Shop, expected: usize, timeout: Duration) -> Vec<Value> {
+    wait_until(
+        timeout,
+        || {
+            format!(
+                "{expected} email jobs done; jobs:\n{}",
+                describe_jobs(&shop.jobs())
+            )
+        },
+        || {
+            let jobs = shop.email_jobs();
+            assert_nothing_dead(&jobs);
+            (jobs.len() == expected && jobs.iter().all(|j| j["status"] == "Done")).then_some(jobs)
+        },
+    )
+}
+
+/// What the sink saw, checked against the orders in the shop: every order's
+/// email accepted (at least once; exactly once if `exactly_once`), to its
+/// customer, under its own key and the shop's API key; no email for an order
+/// that does not exist; a repeated key always answered with the same id.
+/// Returns (accepted requests, distinct keys).
+fn check_deliveries(sink: &MailSink, orders: &[Value], exactly_once: bool) -> (usize, usize) {
+    let by_key: HashMap<String, &Value> = orders
+        .iter()
+        .map(|o| {
+            (
+                format!("{EMAIL_KEY_PREFIX}{}", o["order_id"].as_str().unwrap()),
+                o,
+            )
+        })
+        .collect();
+    let requests = sink.requests();
+    let accepted: Vec<&Request> = requests.iter().filter(|r| r.accepted()).collect();
+    let mut ids: HashMap<&str, HashSet<String>> = HashMap::new();
+    for r in &accepted {
+        let key = r
+            .idempotency_key()
+            .expect("every request has an Idempotency-Key");
+        let order = by_key
+            .get(key)
+            .unwrap_or_else(|| panic!("an email was sent for no existing order: key {key}"));
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {API_KEY}").as_str())
+        );
+        assert_eq!(r.recipients(), [order["customer_email"].as_str().unwrap()]);
+        let subject = r.json()["subject"].as_str().unwrap_or_default().to_string();
+        assert!(
+            subject.contains(order["receipt_number"].as_str().unwrap()),
+            "{key}: subject \"{subject}\" does not name the order"
+        );
+        if let shopdesk_tests::sink::Outcome::Answered { id: Some(id), .. } = &r.outcome {
+            ids.entry(key).or_default().insert(id.clone());
+        }
+    }
+    for (key, order) in &by_key {
+        let n = ids.get(key.as_str()).map_or(0, |_| {
+            accepted
+                .iter()
+                .filter(|r| r.idempotency_key() == Some(key))
+                .count()
+        });
+        assert!(
+            n >= 1,
+            "order {} ({key}) was never delivered",
+            order["receipt_number"]
+        );
+        if exactly_once {
+            assert_eq!(n, 1, "order {} was sent {n} times", order["receipt_number"]);
+        }
+        assert_eq!(
+            ids[key.as_str()].len(),
+            1,
+            "{key}: answered with different ids"
+        );
+    }
+    (accepted.len(), ids.len())
+}
+
+/// A small xorshift generator: the soak's moments to kill, reproducible
+/// from the printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn millis(&mut self, max: u64) -> Duration {
+        Duration::from_millis(self.below(max + 1))
+    }
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+// ---------------------------------------------------------------------------
+// 1. Kill -9 soak.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn kill_9_soak_loses_no_order_and_no_email() {
+    let cycles = env_number("SOAK_CYCLES").unwrap_or(50);
+    let seed = env_number("SOAK_SEED").unwrap_or_else(|| now_ms() as u64 | 1);
+    eprintln!("soak: {cycles} cycles, SOAK_SEED={seed}");
+    let mut rng = Rng(seed);
+
+    let sink = MailSink::start();
+    // A little latency, so that some kills land while a request is in flight.
+    sink.set_delay(Duration::from_millis(40));
+    let shop = Shop::new();
+    shop.use_provider(&sink);
+
+    let started = Instant::now();
+    let mut placed: HashMap<String, String> = HashMap::new();
+    let mut unsure = 0usize;
+    let (mut worker_kills, mut placer_kills, mut n) = (0usize, 0usize, 0usize);
+    let email = |n: usize| format!("customer{n}@example.com");
+    for _ in 0..cycles {
+        let mut worker = shop.worker();
+        let mut placers: Vec<(String, usize, Proc, bool)> = (0..1 + rng.below(3))
+            .map(|_| {
+                n += 1;
+                let key = format!("soak-{n}");
+                let p = shop.spawn_place(&key, &email(n), n);
+                (key, n, p, false)
+            })
+            .collect();
+        if rng.below(4) == 0 {
+            std::thread::sleep(rng.millis(150));
+            let (_, _, p, killed) = &mut placers[0];
+            if p.exited().is_none() {
+                p.kill9();
+                *killed = true;
+                placer_kills += 1;
+            }
+        }
+        for (key, i, mut p, killed) in placers {
+            if killed {
+                // The till never heard back. Half the time it tries again
+                // with the same key (and must get the order, once); the
+                // other half it walks away (the order may or may not exist).
+                if rng.below(2) == 0 {
+                    let again = shop.place(&key, &email(i), i);
+                    placed.insert(key, again["order_id"].as_str().unwrap().to_string());
+                } else {
+                    unsure += 1;
+                }
+                continue;
+            }
+            let status = p.wait_exit(Duration::from_secs(60));
+            assert!(status.success(), "order place failed:\n{}", p.stderr_text());
+            let answer: Value = serde_json::from_str(&p.stdout_text()).unwrap();
+            assert_eq!(answer["duplicate"], false);
+            placed.insert(key, answer["order_id"].as_str().unwrap().to_string());
+        }
+        std::thread::sleep(rng.millis(400));
+        worker.kill9();
+        worker_kills += 1;
+    }
+    let soaked = started.elapsed();
+
+    // A last worker, run until nothing is left (the leases of the killed
+    // workers lapse first).
+    let drained = Instant::now();
+    wait_until(
+        Duration::from_secs(120),
+        || {
+            format!(
+                "every email job done; jobs:\n{}",
+                describe_jobs(&shop.jobs())
+            )
+        },
+        || {
+            shop.drain();
+            let jobs = shop.email_jobs();
+            jobs.iter().all(|j| j["status"] == "Done").then_some(())
+        },
+    );
+    let drain_time = drained.elapsed();
+
+    let orders = shop.orders();
+    let order_ids: HashSet<&str> = orders
+        .iter()
+        .map(|o| o["order_id"].as_str().unwrap())
+        .collect();
+    for (key, id) in &placed {
+        assert!(
+            order_ids.contains(id.as_str()),
+            "order {id} (key {key}) was reported placed but does not exist"
+        );
+    }
+    assert!(orders.len() >= placed.len() && orders.len() <= placed.len() + unsure);
+    assert_eq!(
+        shop.email_jobs().len(),
+        orders.len(),
+        "one email job per order"
+    );
+    let (accepted, keys) = check_deliveries(&sink, &orders, false);
+    assert_eq!(keys, orders.len());
+    // Nothing stuck: no job left running, and every job not done says why.
+    for j in shop.jobs() {
+        assert_ne!(j["status"], "Running", "{j:#}");
+        if j["status"] != "Done" {
+            assert!(
+                j["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{j:#}"
+            );
+        }
+    }
+    eprintln!(
+        "soak: {cycles} cycles in {soaked:.1?} (+ {drain_time:.1?} final drain): \
+         {} orders ({} reported placed, {unsure} placers killed and not retried), \
+         {worker_kills} worker kills, {placer_kills} placer kills; \
+         sink: {} requests, {accepted} accepted, {keys} distinct keys, {} repeated sends",
+        orders.len(),
+        placed.len(),
+        sink.request_count(),
+        accepted - keys
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. The provider is down for a while, then back.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn emails_wait_for_a_provider_that_is_down_and_go_once_it_is_back() {
+    let sink = MailSink::start();
+    sink.down();
+    let shop = Shop::new();
+    shop.use_provider(&sink);
+    let _worker = shop.worker();
+    let down_since = Instant::now();
+    for i in 0..5 {
+        shop.place(&format!("down-{i}"), &format!("down{i}@example.com"), i);
+    }
+    // Every email has tried and found the provider unreachable.
+    wait_until(
+        Duration::from_secs(15),
+        || {
+            format!(
+                "every email tried once; jobs:\n{}",
+                describe_jobs(&shop.jobs())
+            )
+        },
+        || {
+            let jobs = shop.email_jobs();
+            (jobs.len() == 5
+                && jobs
+                    .iter()
+                    .all(|j| j["status"] == "Failed" && !j["last_error"].is_null()))
+            .then_some(())
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(down_since.elapsed()));
+    let jobs = shop.email_jobs();
+    assert_nothing_dead(&jobs);
+    eprintln!(
+        "provider down for {:.1?}; an email job meanwhile: {}",
+        down_since.elapsed(),
+        describe_jobs(&jobs[..1]).trim()
+    );
+
+    let up = Instant::now();
+    sink.up();
+    let jobs = wait_all_emails_done(&shop, 5, Duration::from_secs(45));
+    eprintln!(
+        "provider back: every email delivered {:.1?} later",
+        up.elapsed()
+    );
+    for j in &jobs {
+        assert!(
+            j["attempts"].as_u64().unwrap() <= 3,
+            "attempts were burnt while the provider was down: {j:#}"
+        );
+    }
+    let orders = shop.orders();
+    check_deliveries(&sink, &orders, true);
+    assert!(
+        orders.iter().all(|o| o["email_status"] == "sent"),
+        "{orders:#?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. 429 with Retry-After.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_429_with_retry_after_is_waited_out() {
+    let sink = MailSink::start();
+    sink.script(Behavior::TooManyRequests {
+        retry_after_secs: 2,
+    });
+    let shop = Shop::new();
+    shop.use_provider(&sink);
+    let _worker = shop.worker();
+    shop.place("busy", "busy@example.com", 0);
+
+    assert!(
+        sink.wait_for(Duration::from_secs(20), |r| r.iter().any(Request::accepted)),
+        "never accepted; the sink saw {:?}",
+        sink.requests()
+            .iter()
+            .map(Request::status)
+            .collect::<Vec<_>>()
+    );
+    let requests = sink.requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    let (first, second) = (&requests[0], &requests[1]);
+    assert_eq!(first.status(), Some(429));
+    assert_eq!(first.idempotency_key(), second.idempotency_key());
+    let waited = second.at.duration_since(first.answered_at.unwrap());
+    eprintln!("429 Retry-After: 2 → next attempt {waited:.2?} after the answer");
+    assert!(
+        waited >= Duration::from_secs(2),
+        "retried {waited:?} after a 429 asking for 2 s"
+    );
+    assert!(waited < Duration::from_secs(6), "retried late: {waited:?}");
+    let jobs = wait_all_emails_done(&shop, 1, Duration::from_secs(10));
+    assert_eq!(jobs[0]["attempts"], 2);
+    check_deliveries(&sink, &shop.orders(), true);
+}
+
+// ---------------------------------------------------------------------------
+// 4. A permanent 4xx, then a retry from the monitor.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_rejected_email_dies_at_once_with_the_reason_and_can_be_retried() {
+    let sink = MailSink::start();
+    sink.reject_recipient("nobody@example.com");
+    let shop = Shop::new();
+    shop.use_provider(&sink);
+    let _worker = shop.worker();
+    let bad = shop.place("bad", "nobody@example.com", 0);
+    let good = shop.place("good", "somebody@example.com", 1);
+    let bad_key = format!("{EMAIL_KEY_PREFIX}{}", bad["order_id"].as_str().unwrap());
+    let good_key = format!("{EMAIL_KEY_PREFIX}{}", good["order_id"].as_str().unwrap());
+
+    let job_by_key = |key: &str| {
+        shop.email_jobs()
+            .into_iter()
+            .find(|j| j["idempotency_key"] == key)
+            .expect("the order's email job")
+    };
+    let dead = wait_until(
+        Duration::from_secs(20),
+        || {
+            format!(
+                "the rejected email dead; jobs:\n{}",
+                describe_jobs(&shop.jobs())
+            )
+        },
+        || {
+            let j = job_by_key(&bad_key);
+            let g = job_by_key(&good_key);
+            (j["status"] == "Killed" && g["status"] == "Done").then_some(j)
+        },
+    );
+    assert_eq!(
+        dead["attempts"], 1,
+        "a permanent failure is not retried: {dead:#}"
+    );
+    let reason = dead["last_error"].as_str().unwrap_or_default();
+    assert!(reason.contains("invalid recipient"), "{dead:#}");
+    let order = |id: &Value| {
+        shop.orders()
+            .into_iter()
+            .find(|o| o["order_id"] == *id)
+            .unwrap()
+    };
+    let shown = order(&bad["order_id"]);
+    assert_eq!(shown["email_status"], "failed", "{shown:#}");
+    assert!(
+        shown["email_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid recipient")),
+        "{shown:#}"
+    );
+    assert_eq!(order(&good["order_id"])["email_status"], "sent");
+    let tries = |key: &str| {
+        sink.requests()
+            .iter()
+            .filter(|r| r.idempotency_key() == Some(key))
+            .count()
+    };
+    assert_eq!(tries(&bad_key), 1);
+
+    // The shop fixes the cause (here: the provider now accepts the
+    // address) and retries from the monitor.
+    sink.accept_all_recipients();
+    shop.ok(&["jobs", "retry", dead["id"].as_str().unwrap()]);
+    wait_all_emails_done(&shop, 2, Duration::from_secs(20));
+    assert_eq!(order(&bad["order_id"])["email_status"], "sent");
+    assert_eq!(tries(&bad_key), 2);
+    check_deliveries(&sink, &shop.orders(), true);
+}
+
+// ---------------------------------------------------------------------------
+// 7. Quitting the worker while jobs run.
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_graceful_quit_finishes_or_gives_back_running_jobs() {
+    let sink = MailSink::start();
+    sink.set_delay(Duration::from_millis(1500));
+    let shop = Shop::new();
+    shop.use_provider(&sink);
+    for i in 0..8 {
+        shop.place(&format!("quit-{i}"), &format!("quit{i}@example.com"), i);
+    }
+    let mut worker = shop.worker();
+    assert!(
+        sink.wait_arrived(2, Duration::from_secs(20)),
+        "the worker sent nothing"
+    );
+    // `shopdesk worker` stops on SIGINT (Ctrl-C).
+    let quit = Instant::now();
+    worker.signal(libc::SIGINT);
+    let status = worker.wait_exit(Duration::from_secs(20));
+    let took = quit.elapsed();
+    assert!(status.success(), "{status}:\n{}", worker.stderr_text());
+    let in_flight = sink.arrived();
+    eprintln!("graceful quit took {took:.2?} with {in_flight} emails in flight or sent");
+
+    // Running jobs finished; the others went back to the queue untouched.
+    let jobs = shop.email_jobs();
+    let done: HashSet<&str> = jobs
+        .iter()
+        .filter(|j| j["status"] == "Done")
+        .map(|j| j["idempotency_key"].as_str().unwrap())
+        .collect();
+    for j in &jobs {
+        match j["status"].as_str().unwrap() {
+            "Done" => {}
+            "Pending" => assert_eq!(j["attempts"], 0, "an unstarted job lost an attempt: {j:#}"),
+            other => panic!("a {other} job after a graceful quit: {j:#}"),
+        }
+    }
+    let sent: HashSet<String> = sink.accepted_keys().into_keys().collect();
+    let sent: HashSet<&str> = sent.iter().map(String::as_str).collect();
+    assert_eq!(sent, done, "the sent emails are exactly the done jobs");
+    assert!(done.len() >= 2, "the emails in flight were not finished");
+    assert!(done.len() < 8, "nothing was left to resume (quit too late)");
+
+    // The next start resumes and sends the rest, each once.
+    let mut worker = shop.worker();
+    wait_all_emails_done(&shop, 8, Duration::from_secs(30));
+    worker.signal(libc::SIGINT);
+    assert!(worker.wait_exit(Duration::from_secs(20)).success());
+    let orders = shop.orders();
+    check_deliveries(&sink, &orders, true);
+    assert!(
+        orders.iter().all(|o| o["email_status"] == "sent"),
+        "{orders:#?}"
     );
 }
 

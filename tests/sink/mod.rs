@@ -54,6 +54,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub outcome: Outcome,
+    /// When the answer was written (None when there was none).
+    pub answered_at: Option<Instant>,
 }
 
 impl Request {
@@ -111,6 +113,9 @@ struct State {
     /// Recipients answered with 422 "invalid recipient".
     rejected: HashSet<String>,
     requests: Vec<Request>,
+    /// Requests read so far, answered or not (a request is recorded in
+    /// `requests` only once it is answered or given up on).
+    arrived: usize,
     /// The id given to each idempotency key.
     ids: HashMap<String, String>,
     next_id: u64,
@@ -245,6 +250,30 @@ impl MailSink {
 
     pub fn request_count(&self) -> usize {
         self.shared.lock().requests.len()
+    }
+
+    /// Requests read so far, including those still waiting for an answer.
+    pub fn arrived(&self) -> usize {
+        self.shared.lock().arrived
+    }
+
+    /// Waits until at least `n` requests have arrived (answered or not).
+    pub fn wait_arrived(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.lock();
+        while state.arrived < n {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
     }
 
     /// How many requests with each idempotency key were accepted (2xx).
@@ -408,7 +437,10 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
         headers: incoming.headers,
         body: incoming.body,
         outcome: Outcome::NoAnswer,
+        answered_at: None,
     };
+    shared.lock().arrived += 1;
+    shared.changed.notify_all();
 
     // Decide under the lock, answer outside it.
     let (behavior, delay) = {
@@ -476,9 +508,10 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
 
     match answer {
         Answer::Status(status, reason, extra, body) => {
-            request.outcome = Outcome::Answered { status, id: None };
-            record(request);
             respond(&mut stream, status, reason, &extra, &body);
+            request.outcome = Outcome::Answered { status, id: None };
+            request.answered_at = Some(Instant::now());
+            record(request);
         }
         Answer::Ok => {
             if !delay.is_zero() {
@@ -493,11 +526,6 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
                     None => fresh,
                 }
             };
-            request.outcome = Outcome::Answered {
-                status: 200,
-                id: Some(id.clone()),
-            };
-            record(request);
             respond(
                 &mut stream,
                 200,
@@ -505,6 +533,12 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
                 &[],
                 &serde_json::json!({ "id": id }).to_string(),
             );
+            request.outcome = Outcome::Answered {
+                status: 200,
+                id: Some(id),
+            };
+            request.answered_at = Some(Instant::now());
+            record(request);
         }
         Answer::Hang(d) => {
             record(request);

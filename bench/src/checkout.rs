@@ -1,6 +1,10 @@
 //! Checkout through the real [`Shop::place_order`] on a database that
 //! already holds many orders, while a worker runs the order jobs alongside
 //! (or, for comparison, with the email sent before checkout answers).
+//!
+//! The cost of one durable commit on a shared disk swings by an order of
+//! magnitude with what else is writing, so every timed order is paired with
+//! a raw FULL commit made just before it, on the same disk.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,6 +18,7 @@ use shopdesk_core::queue::{Job, JobError, JobHandler};
 use shopdesk_core::{jobs, mail, notify, orders, settings, Shop};
 
 use crate::queue::{checkpoint, JobFuture, RunningWorker};
+use crate::raw::{self, Committer};
 use crate::{runtime, BenchResult, Latencies};
 
 /// Untimed orders placed before the timed ones (with the worker running).
@@ -22,22 +27,15 @@ pub const WARMUP: usize = 10;
 /// Products in the bench catalog.
 const PRODUCTS: usize = 40;
 
-/// How the order's email is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// From the queue, by a worker running alongside ([`BenchJobs`]); the
-    /// email job takes `email_delay` longer when set (a slow provider).
-    Queued { email_delay: Option<Duration> },
-    /// No worker: after `place_order`, the email is rendered and "sent"
-    /// (a sleep of `send_latency`) before the checkout answers.
-    SyncEmail { send_latency: Duration },
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct CheckoutRun {
     /// Per order: `place_order` (plus the synchronous send in
-    /// [`Mode::SyncEmail`]).
+    /// [`sync_email`]).
     pub latencies: Latencies,
+    /// One-row FULL commits to a side database on the same disk, one just
+    /// before each timed order: the durable-commit cost at the same moments,
+    /// with the same worker running.
+    pub raw_full: Latencies,
     pub seeded_orders: u64,
     pub seed_elapsed: Duration,
     /// Jobs not yet finished when the last timed order was placed.
@@ -48,81 +46,194 @@ pub struct CheckoutRun {
     pub emails_pending: u64,
 }
 
-/// Places `samples` orders of 3 lines (customer email set, so each enqueues
-/// an email and a notification job) after seeding `seeded` orders.
-pub fn measure(seeded: usize, samples: usize, mode: Mode) -> BenchResult<CheckoutRun> {
-    let dir = tempfile::tempdir()?;
-    let shop = Shop::open(dir.path())?;
-    shop.set_setting("shop_name", "Bench Shop")?;
-    shop.set_setting("shop_email", "orders@bench.example")?;
-    let summary = shop.import_products_csv_str("bench.csv", &catalog_csv(PRODUCTS))?;
-    if summary.imported != PRODUCTS as u64 {
-        return Err(format!("bench catalog: {summary:?}").into());
-    }
-    let products = shop.list_products(None, PRODUCTS * 2)?;
-    let db_path = shop.data().database();
+/// How checkout is paced and interleaved.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Orders already in each database.
+    pub seeded: usize,
+    /// Timed orders per measurement.
+    pub samples: usize,
+    /// Pause after each order (a till is not a load generator; the worker
+    /// gets a share of the write lock).
+    pub gap: Duration,
+    /// The two worker kinds take turns this many times each.
+    pub blocks: usize,
+}
 
-    let seed_started = Instant::now();
-    seed_orders(&db_path, &products, seeded)?;
-    let seed_elapsed = seed_started.elapsed();
+/// A shop on a fresh database with `seeded` orders, and a side database
+/// for paired raw commits.
+struct Till {
+    dir: tempfile::TempDir,
+    shop: Shop,
+    products: Vec<Product>,
+    raw: Committer,
+    reader: Mutex<Option<Connection>>,
+    placed: usize,
+    latencies: Vec<Duration>,
+    raw_full: Vec<Duration>,
+    seeded: usize,
+    seed_elapsed: Duration,
+    backlog_at_end: u64,
+}
 
-    let rt = runtime()?;
-    let worker = match mode {
-        Mode::Queued { email_delay } => Some(RunningWorker::start(
-            &rt,
-            shop.worker_config(),
-            Arc::new(BenchJobs::new(&shop, email_delay)),
-        )),
-        Mode::SyncEmail { .. } => None,
-    };
-    let reader = Mutex::new(None);
-
-    let mut latencies = Vec::with_capacity(samples);
-    let mut backlog_at_end = 0;
-    let result = (|| -> BenchResult<()> {
-        for i in 0..(WARMUP + samples) {
-            let req = order_request(format!("bench-{i}"), &products, i);
-            let started = Instant::now();
-            let placed = shop.place_order(&req)?;
-            if let Mode::SyncEmail { send_latency } = mode {
-                render_email(&reader, &db_path, &placed.order_id)?;
-                std::thread::sleep(send_latency);
-            }
-            let elapsed = started.elapsed();
-            if placed.duplicate {
-                return Err(format!("order {i} was taken for a duplicate").into());
-            }
-            if i >= WARMUP {
-                latencies.push(elapsed);
-            }
+impl Till {
+    fn new(seeded: usize) -> BenchResult<Till> {
+        let dir = tempfile::tempdir()?;
+        let shop = Shop::open(&dir.path().join("shop"))?;
+        shop.set_setting("shop_name", "Bench Shop")?;
+        shop.set_setting("shop_email", "orders@bench.example")?;
+        let summary = shop.import_products_csv_str("bench.csv", &catalog_csv(PRODUCTS))?;
+        if summary.imported != PRODUCTS as u64 {
+            return Err(format!("bench catalog: {summary:?}").into());
         }
-        let stats = shop.job_stats()?;
-        backlog_at_end = stats.pending + stats.running + stats.failed;
-        Ok(())
-    })();
-    if let Some(worker) = worker {
-        worker.stop(&rt)?;
+        let products = shop.list_products(None, PRODUCTS * 2)?;
+        let seed_started = Instant::now();
+        seed_orders(&shop.data().database(), &products, seeded)?;
+        let seed_elapsed = seed_started.elapsed();
+        let raw = Committer::open(&dir.path().join("raw.db"), raw::Sync::Full)?;
+        Ok(Till {
+            dir,
+            shop,
+            products,
+            raw,
+            reader: Mutex::new(None),
+            placed: 0,
+            latencies: Vec::new(),
+            raw_full: Vec::new(),
+            seeded,
+            seed_elapsed,
+            backlog_at_end: 0,
+        })
     }
-    result?;
 
-    let conn = db::open_raw(&db_path, Durability::Normal)?;
-    let count = |done: bool| -> BenchResult<u64> {
-        let n: i64 = conn.query_row(
-            "SELECT count(*) FROM Jobs
-             WHERE job_type = ?1 AND lock_by IS NOT 'seed' AND (status = 'Done') = ?2",
-            params![jobs::ORDER_CONFIRMATION_EMAIL, done],
-            |r| r.get(0),
-        )?;
-        Ok(n as u64)
-    };
-    Ok(CheckoutRun {
-        latencies: Latencies::new(latencies),
-        seeded_orders: seeded as u64,
-        seed_elapsed,
-        backlog_at_end,
-        emails_written: count(true)?,
-        emails_pending: count(false)?,
+    fn db_path(&self) -> PathBuf {
+        self.shop.data().database()
+    }
+
+    /// One raw FULL commit, then one order (plus a synchronous email send
+    /// when `send` is set), then `gap`. The first [`WARMUP`] orders are not
+    /// recorded.
+    fn round(&mut self, send: Option<Duration>, gap: Duration) -> BenchResult<()> {
+        let i = self.placed;
+        let raw = self.raw.commit()?;
+        let req = order_request(format!("bench-{i}"), &self.products, i);
+        let started = Instant::now();
+        let placed = self.shop.place_order(&req)?;
+        if let Some(send) = send {
+            render_email(&self.reader, &self.db_path(), &placed.order_id)?;
+            std::thread::sleep(send);
+        }
+        let elapsed = started.elapsed();
+        if placed.duplicate {
+            return Err(format!("order {i} was taken for a duplicate").into());
+        }
+        self.placed += 1;
+        if i >= WARMUP {
+            self.latencies.push(elapsed);
+            self.raw_full.push(raw);
+        }
+        std::thread::sleep(gap);
+        Ok(())
+    }
+
+    fn note_backlog(&mut self) -> BenchResult<()> {
+        let stats = self.shop.job_stats()?;
+        self.backlog_at_end = stats.pending + stats.running + stats.failed;
+        Ok(())
+    }
+
+    fn finish(self) -> BenchResult<CheckoutRun> {
+        let conn = db::open_raw(&self.db_path(), Durability::Normal)?;
+        let count = |done: bool| -> BenchResult<u64> {
+            let n: i64 = conn.query_row(
+                "SELECT count(*) FROM Jobs
+                 WHERE job_type = ?1 AND lock_by IS NOT 'seed' AND (status = 'Done') = ?2",
+                params![jobs::ORDER_CONFIRMATION_EMAIL, done],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        };
+        let run = CheckoutRun {
+            latencies: Latencies::new(self.latencies.clone()),
+            raw_full: Latencies::new(self.raw_full.clone()),
+            seeded_orders: self.seeded as u64,
+            seed_elapsed: self.seed_elapsed,
+            backlog_at_end: self.backlog_at_end,
+            emails_written: count(true)?,
+            emails_pending: count(false)?,
+        };
+        drop(conn);
+        drop(self.shop);
+        drop(self.dir);
+        Ok(run)
+    }
+}
+
+/// The three checkout measurements that take turns.
+#[derive(Debug, Clone, Default)]
+pub struct Comparison {
+    /// Worker alongside, running the jobs as the app does ([`BenchJobs`]).
+    pub normal: CheckoutRun,
+    /// Worker alongside, every email job taking `email_delay` longer (a
+    /// slow provider).
+    pub slow_email: CheckoutRun,
+    /// No worker: what checkout costs on its own.
+    pub no_worker: CheckoutRun,
+}
+
+/// Checkout with the worker alongside (normal and slow email) and without
+/// it, each on its own database of `pace.seeded` orders. They take turns
+/// in `pace.blocks` blocks each, a worker running only during its till's
+/// blocks, so that the machine's other work weighs on all three alike.
+pub fn compare(pace: Pace, email_delay: Duration) -> BenchResult<Comparison> {
+    let mut tills = [
+        (Till::new(pace.seeded)?, Some(None)),
+        (Till::new(pace.seeded)?, Some(Some(email_delay))),
+        (Till::new(pace.seeded)?, None),
+    ];
+    let rt = runtime()?;
+    let blocks = pace.blocks.max(1);
+    for block in 0..blocks {
+        let mut timed = pace.samples / blocks + usize::from(block < pace.samples % blocks);
+        if block == 0 {
+            timed += WARMUP;
+        }
+        for (till, worker_delay) in tills.iter_mut() {
+            let worker = worker_delay.map(|delay| {
+                RunningWorker::start(
+                    &rt,
+                    till.shop.worker_config(),
+                    Arc::new(BenchJobs::new(&till.shop, delay)),
+                )
+            });
+            // Let the worker open its connection before the first order.
+            std::thread::sleep(Duration::from_millis(50));
+            let result = (0..timed)
+                .try_for_each(|_| till.round(None, pace.gap))
+                .and_then(|_| till.note_backlog());
+            if let Some(worker) = worker {
+                worker.stop(&rt)?;
+            }
+            result?;
+        }
+    }
+    let [(normal, _), (slow_email, _), (no_worker, _)] = tills;
+    Ok(Comparison {
+        normal: normal.finish()?,
+        slow_email: slow_email.finish()?,
+        no_worker: no_worker.finish()?,
     })
+}
+
+/// Checkout that renders the email and "sends" it (a sleep of
+/// `send_latency`) before answering; no worker runs.
+pub fn sync_email(pace: Pace, send_latency: Duration) -> BenchResult<CheckoutRun> {
+    let mut till = Till::new(pace.seeded)?;
+    for _ in 0..(WARMUP + pace.samples) {
+        till.round(Some(send_latency), pace.gap)?;
+    }
+    till.note_backlog()?;
+    till.finish()
 }
 
 /// A Shopify product CSV of `n` products with plenty of stock.

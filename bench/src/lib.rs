@@ -32,6 +32,10 @@ pub struct Sizes {
     pub seeded_orders: usize,
     /// Timed checkouts, with the worker alongside (normal and slow email).
     pub checkout_samples: usize,
+    /// Pause after each order.
+    pub checkout_gap: Duration,
+    /// Turns the normal and the slow-email checkout take.
+    pub checkout_blocks: usize,
     /// What "a slow email" takes: the handler's delay per email job, and the
     /// synchronous send of the comparison mode.
     pub email_latency: Duration,
@@ -43,6 +47,8 @@ pub struct Sizes {
     pub enqueue_batch_jobs: usize,
     /// No-op jobs drained by `run_until_idle`.
     pub drain_jobs: usize,
+    /// Drains of each kind (the median counts).
+    pub drain_rounds: usize,
     /// Done jobs already in the table for the second drain.
     pub history_jobs: usize,
     /// Enqueue → handler start samples on an idle queue.
@@ -58,11 +64,14 @@ impl Sizes {
             raw_full_commits: 1_000,
             seeded_orders: 100_000,
             checkout_samples: 2_000,
+            checkout_gap: Duration::from_millis(10),
+            checkout_blocks: 10,
             email_latency: Duration::from_millis(500),
             sync_email_samples: 20,
             enqueue_jobs: 20_000,
             enqueue_batch_jobs: 100_000,
             drain_jobs: 20_000,
+            drain_rounds: 3,
             history_jobs: 1_000_000,
             pickup_samples: 200,
         }
@@ -76,11 +85,14 @@ impl Sizes {
             raw_full_commits: 200,
             seeded_orders: 5_000,
             checkout_samples: 300,
+            checkout_gap: Duration::from_millis(10),
+            checkout_blocks: 4,
             email_latency: Duration::from_millis(500),
             sync_email_samples: 5,
             enqueue_jobs: 2_000,
             enqueue_batch_jobs: 10_000,
             drain_jobs: 2_000,
+            drain_rounds: 2,
             history_jobs: 100_000,
             pickup_samples: 50,
         }
@@ -94,11 +106,14 @@ impl Sizes {
             raw_full_commits: 20,
             seeded_orders: 100,
             checkout_samples: 20,
+            checkout_gap: Duration::from_millis(1),
+            checkout_blocks: 2,
             email_latency: Duration::from_millis(20),
             sync_email_samples: 3,
             enqueue_jobs: 100,
             enqueue_batch_jobs: 500,
             drain_jobs: 200,
+            drain_rounds: 1,
             history_jobs: 1_000,
             pickup_samples: 10,
         }
@@ -117,34 +132,20 @@ pub fn run(sizes: &Sizes, progress: &mut dyn FnMut(&str)) -> BenchResult<Figures
     let enqueue = queue::enqueue_one_per_tx(sizes.enqueue_jobs)?;
     progress("enqueue, one transaction");
     let enqueue_batch = queue::enqueue_batch(sizes.enqueue_batch_jobs)?;
-    progress("drain no-op jobs");
-    let drain = queue::drain(sizes.drain_jobs, 0)?;
-    progress("drain no-op jobs over a long history of done jobs");
-    let drain_history = queue::drain(sizes.drain_jobs, sizes.history_jobs)?;
+    progress("drain no-op jobs, in turn without and with a long history");
+    let drains = queue::drains(sizes.drain_jobs, sizes.history_jobs, sizes.drain_rounds)?;
     progress("pickup on an idle queue");
     let pickup = queue::pickup(sizes.pickup_samples)?;
 
-    progress("checkout, worker writing emails alongside");
-    let checkout = checkout::measure(
-        sizes.seeded_orders,
-        sizes.checkout_samples,
-        checkout::Mode::Queued { email_delay: None },
-    )?;
-    progress("checkout, worker with a slow email handler alongside");
-    let slow = checkout::measure(
-        sizes.seeded_orders,
-        sizes.checkout_samples,
-        checkout::Mode::Queued {
-            email_delay: Some(sizes.email_latency),
-        },
-    )?;
+    progress("checkout with the worker alongside (normal, slow email) and without, in turn");
+    let checkout = checkout::compare(checkout_pace(sizes), sizes.email_latency)?;
     progress("checkout that sends the email before answering");
-    let sync_email = checkout::measure(
-        sizes.seeded_orders,
-        sizes.sync_email_samples,
-        checkout::Mode::SyncEmail {
-            send_latency: sizes.email_latency,
+    let sync_email = checkout::sync_email(
+        checkout::Pace {
+            samples: sizes.sync_email_samples,
+            ..checkout_pace(sizes)
         },
+        sizes.email_latency,
     )?;
 
     Ok(Figures {
@@ -152,15 +153,24 @@ pub fn run(sizes: &Sizes, progress: &mut dyn FnMut(&str)) -> BenchResult<Figures
         machine: report::Machine::detect(load_at_start),
         raw_normal: normal,
         raw_full: full,
-        checkout,
-        checkout_slow_email: slow,
+        checkout: checkout.normal,
+        checkout_slow_email: checkout.slow_email,
+        checkout_no_worker: checkout.no_worker,
         sync_email_checkout: sync_email,
         enqueue,
         enqueue_batch,
-        drain,
-        drain_history,
+        drains,
         pickup,
     })
+}
+
+fn checkout_pace(sizes: &Sizes) -> checkout::Pace {
+    checkout::Pace {
+        seeded: sizes.seeded_orders,
+        samples: sizes.checkout_samples,
+        gap: sizes.checkout_gap,
+        blocks: sizes.checkout_blocks,
+    }
 }
 
 /// The measurements [`run_one`] knows, by name.
@@ -169,24 +179,15 @@ pub const MEASUREMENTS: &[&str] = &[
     "raw-full",
     "enqueue",
     "enqueue-batch",
-    "drain",
-    "drain-history",
+    "drains",
     "pickup",
     "checkout",
-    "checkout-slow-email",
     "sync-email",
 ];
 
 /// Runs one measurement alone (to profile it, or to repeat it): its main
 /// figures as (key, value) pairs, keys as in the full report.
 pub fn run_one(name: &str, sizes: &Sizes) -> BenchResult<Vec<(&'static str, f64)>> {
-    let checkout_figures = |prefix: &'static [&'static str; 3], run: checkout::CheckoutRun| {
-        vec![
-            (prefix[0], run.latencies.p50_ms()),
-            (prefix[1], run.latencies.p99_ms()),
-            (prefix[2], run.emails_written as f64),
-        ]
-    };
     Ok(match name {
         "raw-normal" => {
             let r = raw::commits(raw::Sync::Normal, sizes.raw_normal_commits)?;
@@ -207,16 +208,13 @@ pub fn run_one(name: &str, sizes: &Sizes) -> BenchResult<Vec<(&'static str, f64)
             "enqueue_batch_per_s",
             queue::enqueue_batch(sizes.enqueue_batch_jobs)?.per_s(),
         )],
-        "drain" => vec![(
-            "drain_per_s",
-            queue::drain(sizes.drain_jobs, 0)?.rate.per_s(),
-        )],
-        "drain-history" => vec![(
-            "drain_per_s_1m_history",
-            queue::drain(sizes.drain_jobs, sizes.history_jobs)?
-                .rate
-                .per_s(),
-        )],
+        "drains" => {
+            let d = queue::drains(sizes.drain_jobs, sizes.history_jobs, sizes.drain_rounds)?;
+            vec![
+                ("drain_per_s", d.fresh_per_s()),
+                ("drain_per_s_1m_history", d.history_per_s()),
+            ]
+        }
         "pickup" => {
             let p = queue::pickup(sizes.pickup_samples)?;
             vec![
@@ -224,39 +222,30 @@ pub fn run_one(name: &str, sizes: &Sizes) -> BenchResult<Vec<(&'static str, f64)
                 ("pickup_p99_ms", p.from_enqueue.p99_ms()),
             ]
         }
-        "checkout" => checkout_figures(
-            &[
-                "checkout_p50_ms",
-                "checkout_p99_ms",
-                "checkout_emails_written",
-            ],
-            checkout::measure(
-                sizes.seeded_orders,
-                sizes.checkout_samples,
-                checkout::Mode::Queued { email_delay: None },
-            )?,
-        ),
-        "checkout-slow-email" => checkout_figures(
-            &[
-                "checkout_slow_email_p50_ms",
-                "checkout_slow_email_p99_ms",
-                "checkout_slow_email_emails_written",
-            ],
-            checkout::measure(
-                sizes.seeded_orders,
-                sizes.checkout_samples,
-                checkout::Mode::Queued {
-                    email_delay: Some(sizes.email_latency),
-                },
-            )?,
-        ),
+        "checkout" => {
+            let checkout::Comparison {
+                normal: c,
+                slow_email: s,
+                no_worker: n,
+            } = checkout::compare(checkout_pace(sizes), sizes.email_latency)?;
+            vec![
+                ("checkout_no_worker_p50_ms", n.latencies.p50_ms()),
+                ("checkout_no_worker_p99_ms", n.latencies.p99_ms()),
+                ("checkout_p50_ms", c.latencies.p50_ms()),
+                ("checkout_p99_ms", c.latencies.p99_ms()),
+                ("checkout_raw_full_p50_ms", c.raw_full.p50_ms()),
+                ("checkout_slow_email_p50_ms", s.latencies.p50_ms()),
+                ("checkout_slow_email_p99_ms", s.latencies.p99_ms()),
+                ("checkout_slow_email_raw_full_p50_ms", s.raw_full.p50_ms()),
+            ]
+        }
         "sync-email" => {
-            let run = checkout::measure(
-                sizes.seeded_orders,
-                sizes.sync_email_samples,
-                checkout::Mode::SyncEmail {
-                    send_latency: sizes.email_latency,
+            let run = checkout::sync_email(
+                checkout::Pace {
+                    samples: sizes.sync_email_samples,
+                    ..checkout_pace(sizes)
                 },
+                sizes.email_latency,
             )?;
             vec![("sync_email_checkout_p50_ms", run.latencies.p50_ms())]
         }
@@ -372,7 +361,14 @@ mod tests {
         }
         assert!(obj["machine"]["cores"].as_u64().unwrap() >= 1);
         assert!(obj["sqlite_version"].as_str().unwrap().starts_with('3'));
-        assert_eq!(figures.drain.jobs_done, Sizes::tiny().drain_jobs as u64);
+        assert_eq!(
+            figures.drains.fresh[0].jobs_done,
+            Sizes::tiny().drain_jobs as u64
+        );
+        assert_eq!(
+            figures.drains.history[0].history,
+            Sizes::tiny().history_jobs as u64
+        );
         assert_eq!(
             figures.checkout.emails_written + figures.checkout.emails_pending,
             (Sizes::tiny().checkout_samples + checkout::WARMUP) as u64,
@@ -384,11 +380,11 @@ mod tests {
 
     #[test]
     fn one_measurement_runs_alone_by_name() {
-        let figures = run_one("drain", &Sizes::tiny()).unwrap();
-        assert_eq!(figures.len(), 1);
-        assert_eq!(figures[0].0, "drain_per_s");
-        assert!(figures[0].1 > 0.0);
+        let figures = run_one("drains", &Sizes::tiny()).unwrap();
+        let keys: Vec<_> = figures.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["drain_per_s", "drain_per_s_1m_history"]);
+        assert!(figures.iter().all(|(_, v)| *v > 0.0), "{figures:?}");
         let err = run_one("nope", &Sizes::tiny()).unwrap_err().to_string();
-        assert!(err.contains("drain-history"), "{err}");
+        assert!(err.contains("sync-email"), "{err}");
     }
 }

@@ -105,22 +105,76 @@ pub struct Drain {
     pub jobs_done: u64,
     /// Done jobs in the table before the drain.
     pub history: u64,
-    /// How long inserting the history took (not part of the rate).
+}
+
+/// Drains measured in alternation, without and with a long history, so that
+/// other work on the machine weighs on both alike.
+#[derive(Debug, Clone, Default)]
+pub struct Drains {
+    pub fresh: Vec<Drain>,
+    pub history: Vec<Drain>,
+    /// How long inserting the history took (not part of any rate).
     pub history_insert: Duration,
 }
 
-/// `jobs` no-op jobs drained by [`worker::run_until_idle`] with a default
-/// [`WorkerConfig`], after `history` Done jobs were written straight into
-/// the table.
-pub fn drain(jobs: usize, history: usize) -> BenchResult<Drain> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("queue.db");
-    let mut conn = open(&path)?;
-    let seeded = Instant::now();
-    if history > 0 {
+impl Drains {
+    /// Median jobs/s of the drains on an empty table.
+    pub fn fresh_per_s(&self) -> f64 {
+        median(self.fresh.iter().map(|d| d.rate.per_s()))
+    }
+
+    /// Median jobs/s of the drains over the history.
+    pub fn history_per_s(&self) -> f64 {
+        median(self.history.iter().map(|d| d.rate.per_s()))
+    }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// `rounds` times, in turn: `jobs` no-op jobs drained from a fresh
+/// database, then `jobs` more drained from one database that holds
+/// `history` Done jobs (written straight into the table once, before the
+/// first round; each round adds its `jobs` to it).
+pub fn drains(jobs: usize, history: usize, rounds: usize) -> BenchResult<Drains> {
+    let history_dir = tempfile::tempdir()?;
+    let history_path = history_dir.path().join("queue.db");
+    let started = Instant::now();
+    {
+        let mut conn = open(&history_path)?;
         insert_done_history(&mut conn, history)?;
     }
-    let history_insert = seeded.elapsed();
+    let mut result = Drains {
+        history_insert: started.elapsed(),
+        ..Drains::default()
+    };
+    for _ in 0..rounds.max(1) {
+        let dir = tempfile::tempdir()?;
+        result
+            .fresh
+            .push(drain_once(&dir.path().join("queue.db"), jobs)?);
+        result.history.push(drain_once(&history_path, jobs)?);
+    }
+    Ok(result)
+}
+
+/// Enqueues `jobs` no-op jobs in one transaction into the database at
+/// `path` (created if needed), then drains them with
+/// [`worker::run_until_idle`] and a default [`WorkerConfig`].
+pub fn drain_once(path: &Path, jobs: usize) -> BenchResult<Drain> {
+    let mut conn = open(path)?;
+    let history: i64 = conn.query_row("SELECT count(*) FROM Jobs", [], |r| r.get(0))?;
     db::write(&mut conn, |tx| {
         for i in 0..jobs {
             queue::enqueue(tx, &NewJob::new(NOOP_JOB, serde_json::json!({ "i": i })))?;
@@ -133,7 +187,7 @@ pub fn drain(jobs: usize, history: usize) -> BenchResult<Drain> {
     let rt = runtime()?;
     let started = Instant::now();
     let summary = rt.block_on(worker::run_until_idle(
-        WorkerConfig::new(&path),
+        WorkerConfig::new(path),
         Arc::new(NoOp),
     ))?;
     let elapsed = started.elapsed();
@@ -147,7 +201,6 @@ pub fn drain(jobs: usize, history: usize) -> BenchResult<Drain> {
         },
         jobs_done: summary.done,
         history: history as u64,
-        history_insert,
     })
 }
 

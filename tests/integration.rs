@@ -355,3 +355,58 @@ async fn an_email_whose_worker_died_mid_run_is_sent_after_its_lease() {
     assert_eq!(job.status, JobStatus::Done);
     assert_eq!(job.attempts, 2, "the dead worker's attempt counts");
 }
+
+#[tokio::test]
+async fn an_order_says_whether_its_email_went_out_after_the_queue_forgets_the_job() {
+    let (_dir, shop) = stocked_shop();
+    let sent = shop
+        .place_order(&order(
+            "sent",
+            &[("cream-sofa", 1)],
+            Some("jane@example.com"),
+        ))
+        .unwrap();
+    let cancelled = shop
+        .place_order(&order(
+            "cancelled",
+            &[("vanilla-candle", 1)],
+            Some("joe@example.com"),
+        ))
+        .unwrap();
+    let job_of = |order_id: &str| {
+        let conn = rusqlite::Connection::open(shop.data().database()).unwrap();
+        queue::get_by_key(
+            &conn,
+            "email.order_confirmation",
+            &format!("order-confirmation/{order_id}"),
+        )
+        .unwrap()
+        .unwrap()
+        .id
+    };
+    shop.cancel_job(&job_of(&cancelled.order_id)).unwrap();
+    drain(&shop).await;
+
+    // Forget every email job: delivered ones (as retention does) and dead ones.
+    let conn = rusqlite::Connection::open(shop.data().database()).unwrap();
+    conn.execute(
+        "DELETE FROM Jobs WHERE job_type = 'email.order_confirmation' AND status = 'Done'",
+        [],
+    )
+    .unwrap();
+    assert_eq!(shop.purge_dead_jobs(None).unwrap(), 1);
+
+    let orders = shop.list_orders(10).unwrap();
+    let status_of = |id: &str| {
+        let o = orders.iter().find(|o| o.order_id == id).unwrap();
+        (o.email_status.clone(), o.email_error.clone())
+    };
+    assert_eq!(status_of(&sent.order_id), (EmailStatus::Sent, None));
+    assert_eq!(
+        status_of(&cancelled.order_id),
+        (
+            EmailStatus::Failed,
+            Some("not sent: its job was deleted from the queue".to_string())
+        )
+    );
+}

@@ -62,13 +62,24 @@ pub struct OrderDetail {
 /// `has_address`: the order has a customer email. Its confirmation job is
 /// then missing only when retention pruned it, which happens only to jobs
 /// that are done (or when the owner deleted it as a dead job).
-fn email_status(job_status: Option<&str>, has_address: bool) -> EmailStatus {
+/// What the Orders page says about an order's email. The email job's row
+/// tells while it exists; once the queue has pruned or deleted it, the
+/// order's own `email_sent_at` does.
+fn email_status(
+    job_status: Option<&str>,
+    has_address: bool,
+    sent: bool,
+) -> (EmailStatus, Option<&'static str>) {
     match job_status {
-        None if has_address => EmailStatus::Sent,
-        None => EmailStatus::None,
-        Some("Done") => EmailStatus::Sent,
-        Some("Killed") => EmailStatus::Failed,
-        Some(_) => EmailStatus::Queued,
+        Some("Done") => (EmailStatus::Sent, None),
+        Some("Killed") => (EmailStatus::Failed, None),
+        Some(_) => (EmailStatus::Queued, None),
+        None if sent => (EmailStatus::Sent, None),
+        None if has_address => (
+            EmailStatus::Failed,
+            Some("not sent: its job was deleted from the queue"),
+        ),
+        None => (EmailStatus::None, None),
     }
 }
 
@@ -78,7 +89,7 @@ pub fn list(conn: &Connection, limit: usize) -> Result<Vec<OrderSummary>> {
         "SELECT o.id, o.receipt_number, o.created_at, o.customer_name, o.customer_email,
                 o.total_cents, o.currency, p.method,
                 (SELECT count(*) FROM order_lines l WHERE l.order_id = o.id),
-                j.status, j.last_result
+                j.status, j.last_result, o.email_sent_at IS NOT NULL
          FROM orders o
          JOIN payments p ON p.order_id = o.id
          LEFT JOIN Jobs j ON j.job_type = ?1 AND j.idempotency_key = ?2 || o.id
@@ -95,9 +106,11 @@ pub fn list(conn: &Connection, limit: usize) -> Result<Vec<OrderSummary>> {
             let status: Option<String> = r.get(9)?;
             let last: Option<String> = r.get(10)?;
             let has_address = r.get::<_, Option<String>>(4)?.is_some();
-            let email_status = email_status(status.as_deref(), has_address);
+            let sent: bool = r.get(11)?;
+            let (email_status, why) = email_status(status.as_deref(), has_address, sent);
             let email_error = match (&email_status, status.as_deref()) {
-                (EmailStatus::Failed, _) | (EmailStatus::Queued, Some("Failed")) => last,
+                (EmailStatus::Failed, Some(_)) | (EmailStatus::Queued, Some("Failed")) => last,
+                (EmailStatus::Failed, None) => why.map(str::to_string),
                 _ => None,
             };
             Ok(OrderSummary {

@@ -36,6 +36,8 @@ pub struct Sizes {
     pub checkout_gap: Duration,
     /// Turns the normal and the slow-email checkout take.
     pub checkout_blocks: usize,
+    /// Orders placed with synchronous=OFF to see where checkout's time goes.
+    pub anatomy_orders: usize,
     /// What "a slow email" takes: the handler's delay per email job, and the
     /// synchronous send of the comparison mode.
     pub email_latency: Duration,
@@ -66,6 +68,7 @@ impl Sizes {
             checkout_samples: 2_000,
             checkout_gap: Duration::from_millis(10),
             checkout_blocks: 10,
+            anatomy_orders: 500,
             email_latency: Duration::from_millis(500),
             sync_email_samples: 20,
             enqueue_jobs: 20_000,
@@ -87,6 +90,7 @@ impl Sizes {
             checkout_samples: 300,
             checkout_gap: Duration::from_millis(10),
             checkout_blocks: 4,
+            anatomy_orders: 200,
             email_latency: Duration::from_millis(500),
             sync_email_samples: 5,
             enqueue_jobs: 2_000,
@@ -108,6 +112,7 @@ impl Sizes {
             checkout_samples: 20,
             checkout_gap: Duration::from_millis(1),
             checkout_blocks: 2,
+            anatomy_orders: 10,
             email_latency: Duration::from_millis(20),
             sync_email_samples: 3,
             enqueue_jobs: 100,
@@ -137,8 +142,12 @@ pub fn run(sizes: &Sizes, progress: &mut dyn FnMut(&str)) -> BenchResult<Figures
     progress("pickup on an idle queue");
     let pickup = queue::pickup(sizes.pickup_samples)?;
 
-    progress("checkout with the worker alongside (normal, slow email) and without, in turn");
-    let checkout = checkout::compare(checkout_pace(sizes), sizes.email_latency)?;
+    progress("checkout: worker alongside (normal, slow email), none, background checkpoints");
+    let checkout = checkout::compare(
+        checkout_pace(sizes),
+        sizes.email_latency,
+        sizes.anatomy_orders,
+    )?;
     progress("checkout that sends the email before answering");
     let sync_email = checkout::sync_email(
         checkout::Pace {
@@ -156,6 +165,8 @@ pub fn run(sizes: &Sizes, progress: &mut dyn FnMut(&str)) -> BenchResult<Figures
         checkout: checkout.normal,
         checkout_slow_email: checkout.slow_email,
         checkout_no_worker: checkout.no_worker,
+        checkout_background_checkpoints: checkout.background_checkpoints,
+        checkout_anatomy: checkout.anatomy,
         sync_email_checkout: sync_email,
         enqueue,
         enqueue_batch,
@@ -227,8 +238,24 @@ pub fn run_one(name: &str, sizes: &Sizes) -> BenchResult<Vec<(&'static str, f64)
                 normal: c,
                 slow_email: s,
                 no_worker: n,
-            } = checkout::compare(checkout_pace(sizes), sizes.email_latency)?;
+                background_checkpoints: b,
+                anatomy: a,
+            } = checkout::compare(
+                checkout_pace(sizes),
+                sizes.email_latency,
+                sizes.anatomy_orders,
+            )?;
             vec![
+                (
+                    "whatif_bg_checkpoints_checkout_p50_ms",
+                    b.latencies.p50_ms(),
+                ),
+                (
+                    "whatif_bg_checkpoints_checkout_p99_ms",
+                    b.latencies.p99_ms(),
+                ),
+                ("checkout_sync_off_p50_ms", a.sync_off.p50_ms()),
+                ("checkout_wal_pages_per_order", a.wal_pages_per_order),
                 ("checkout_no_worker_p50_ms", n.latencies.p50_ms()),
                 ("checkout_no_worker_p99_ms", n.latencies.p99_ms()),
                 ("checkout_p50_ms", c.latencies.p50_ms()),

@@ -54,7 +54,7 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub outcome: Outcome,
-    /// When the answer was written (None when there was none).
+    /// When the answer was written (None when there was none, or not yet).
     pub answered_at: Option<Instant>,
 }
 
@@ -501,17 +501,26 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
         }
     };
 
-    let record = |request: Request| {
-        shared.lock().requests.push(request);
+    // A request is recorded before its answer is written, so that whoever
+    // acts on the answer (a job marked done) finds it recorded; the time of
+    // the answer is filled in once written.
+    let record = |request: Request| -> usize {
+        let mut state = shared.lock();
+        state.requests.push(request);
+        shared.changed.notify_all();
+        state.requests.len() - 1
+    };
+    let answered = |index: usize| {
+        shared.lock().requests[index].answered_at = Some(Instant::now());
         shared.changed.notify_all();
     };
 
     match answer {
         Answer::Status(status, reason, extra, body) => {
-            respond(&mut stream, status, reason, &extra, &body);
             request.outcome = Outcome::Answered { status, id: None };
-            request.answered_at = Some(Instant::now());
-            record(request);
+            let index = record(request);
+            respond(&mut stream, status, reason, &extra, &body);
+            answered(index);
         }
         Answer::Ok => {
             if !delay.is_zero() {
@@ -526,22 +535,17 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
                     None => fresh,
                 }
             };
-            respond(
-                &mut stream,
-                200,
-                "OK",
-                &[],
-                &serde_json::json!({ "id": id }).to_string(),
-            );
+            let body = serde_json::json!({ "id": id }).to_string();
             request.outcome = Outcome::Answered {
                 status: 200,
                 id: Some(id),
             };
-            request.answered_at = Some(Instant::now());
-            record(request);
+            let index = record(request);
+            respond(&mut stream, 200, "OK", &[], &body);
+            answered(index);
         }
         Answer::Hang(d) => {
-            record(request);
+            let _ = record(request);
             let deadline = Instant::now() + d;
             let mut state = shared.lock();
             while !state.closing && Instant::now() < deadline {
@@ -556,7 +560,7 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
             let _ = stream.shutdown(Shutdown::Both);
         }
         Answer::Close => {
-            record(request);
+            let _ = record(request);
             let _ = stream.shutdown(Shutdown::Both);
         }
     }

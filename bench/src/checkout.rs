@@ -57,7 +57,7 @@ pub struct Pace {
     /// Pause after each order (a till is not a load generator; the worker
     /// gets a share of the write lock).
     pub gap: Duration,
-    /// The two worker kinds take turns this many times each.
+    /// The tills take turns this many times each.
     pub blocks: usize,
 }
 
@@ -217,7 +217,7 @@ impl Till {
     }
 }
 
-/// The three checkout measurements that take turns.
+/// The four checkout measurements that take turns, and the anatomy.
 #[derive(Debug, Clone, Default)]
 pub struct Comparison {
     /// Worker alongside, running the jobs as the app does ([`BenchJobs`]).
@@ -287,9 +287,9 @@ impl Drop for Checkpointer {
 /// Checkout with the worker alongside (normal and slow email), without it,
 /// and with checkpoints moved off its path, each on its own database of
 /// `pace.seeded` orders; then, on the no-worker database, the anatomy of
-/// `anatomy_orders` more orders. The four take turns
-/// in `pace.blocks` blocks each, a worker running only during its till's
-/// blocks, so that the machine's other work weighs on all three alike.
+/// `anatomy_orders` more orders. The four take turns in `pace.blocks`
+/// blocks each, a worker running only during its till's blocks, so that
+/// the machine's other work weighs on all four alike.
 pub fn compare(
     pace: Pace,
     email_delay: Duration,

@@ -34,7 +34,8 @@ pub struct Sizes {
     pub checkout_samples: usize,
     /// Pause after each order.
     pub checkout_gap: Duration,
-    /// Turns the normal and the slow-email checkout take.
+    /// Turns each checkout till takes (normal, slow email, no worker,
+    /// background checkpoints).
     pub checkout_blocks: usize,
     /// Orders placed with synchronous=OFF to see where checkout's time goes.
     pub anatomy_orders: usize,
@@ -58,7 +59,7 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    /// The real measurement (a few minutes on 2 cores).
+    /// The real measurement (about five minutes on 2 cores).
     pub fn full() -> Self {
         Self {
             name: "full",

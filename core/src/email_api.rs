@@ -206,6 +206,13 @@ fn provider_message(status: StatusCode, body: &str) -> String {
     message
 }
 
+/// The machine-readable error name of a provider's JSON answer
+/// (`{"name": "validation_error", ...}`), if it has one.
+fn error_name(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v.get("name")?.as_str().map(str::to_string)
+}
+
 /// A non-success answer.
 pub fn classify_status(status: StatusCode, retry_after: Option<Duration>, body: &str) -> JobError {
     let message = provider_message(status, body);
@@ -220,6 +227,17 @@ pub fn classify_status(status: StatusCode, retry_after: Option<Duration>, body: 
         }
         (StatusCode::TOO_MANY_REQUESTS, None) => {
             JobError::Retryable(format!("the email provider is busy: {reason}"))
+        }
+        // The same idempotency key with another payload (the email changed
+        // since the first attempt, e.g. a new shop name): the provider will
+        // refuse it under this key every time.
+        (StatusCode::CONFLICT, _)
+            if error_name(body).as_deref() == Some("invalid_idempotent_request") =>
+        {
+            JobError::Permanent(format!(
+                "rejected by provider: this email was first sent with other content \
+                 under the same key ({message}, {code})"
+            ))
         }
         // Request timeout; the same idempotency key still being processed.
         (StatusCode::REQUEST_TIMEOUT | StatusCode::CONFLICT, _) => {
@@ -290,6 +308,24 @@ mod tests {
                 reason: "the email provider asked to wait: service unavailable (503)".into()
             }
         );
+    }
+
+    #[test]
+    fn a_conflict_is_permanent_only_when_the_key_was_used_for_other_content() {
+        let reused = r#"{"statusCode":409,"name":"invalid_idempotent_request","message":"Same idempotency key used with a different request payload"}"#;
+        assert!(matches!(
+            classify_status(StatusCode::CONFLICT, None, reused),
+            JobError::Permanent(reason) if reason.contains("other content")
+        ));
+        let in_flight = r#"{"statusCode":409,"name":"concurrent_idempotent_requests","message":"Same idempotency key used while original request is still in progress"}"#;
+        assert!(matches!(
+            classify_status(StatusCode::CONFLICT, None, in_flight),
+            JobError::Retryable(_)
+        ));
+        assert!(matches!(
+            classify_status(StatusCode::CONFLICT, None, "not json"),
+            JobError::Retryable(_)
+        ));
     }
 
     #[test]

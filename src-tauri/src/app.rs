@@ -18,8 +18,13 @@ pub const JOBS_CHANGED: &str = "jobs-changed";
 pub const ORDERS_CHANGED: &str = "orders-changed";
 
 const MAIN_WINDOW: &str = "main";
-/// How long quitting waits for a running job to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long quitting lets a running job finish before the worker gives it
+/// back to the queue (the next start runs it again).
+const JOB_GRACE: Duration = Duration::from_secs(4);
+/// How long quitting waits for the worker as a whole: the job grace plus
+/// time to write the given-back jobs, so none is left claimed until its
+/// lease runs out.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(6);
 /// Job changes come in bursts; publish counts at most this often.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
@@ -102,7 +107,7 @@ pub fn run(shop: Shop) -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // Tell the worker to stop taking jobs and give a running one a moment to
-    // finish; an unfinished job's lease runs out and it runs again next time.
+    // finish; what does not finish goes back to the queue for the next start.
     let _ = stop_tx.send(true);
     let task = worker_task.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(task) = task {
@@ -133,6 +138,7 @@ fn start_worker(
     mut stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let mut config = shop.worker_config();
+    config.shutdown_grace = JOB_GRACE;
     let changed = Arc::clone(changed);
     config.on_change = Some(Arc::new(move || changed.notify_one()));
     let handler = shop.job_handler();

@@ -447,17 +447,46 @@ async fn notification(env: &Env) -> Result<()> {
 async fn jobs(c: &Client, env: &Env) -> Result<()> {
     step("Jobs: checking the job list");
     click(c, "nav-jobs").await?;
-    let stats = wait_for("job-stats", WAIT, || async {
-        text_opt(c, "job-stats").await
+    // The order's confirmation email and its notification, both done.
+    wait_text_contains(c, "stat-done", "2").await?;
+    let stats = text_opt(c, "job-stats").await?.unwrap_or_default();
+    let statuses = || async {
+        let mut out = Vec::new();
+        for row in c.find_all(tid("job-row")).await? {
+            out.push(text_of(c, &row).await?);
+        }
+        Ok::<_, anyhow::Error>(out)
+    };
+    let rows = wait_for("two job rows", WAIT, || async {
+        let rows = statuses().await?;
+        Ok((rows.len() == 2).then_some(rows))
     })
     .await?;
-    let n = wait_for("at least one job-row", WAIT, || async {
-        let n = c.find_all(tid("job-row")).await?.len();
-        Ok((n > 0).then_some(n))
+    step(&format!("Jobs: {rows:?}; stats {stats:?}"));
+    screenshot(c, env, "jobs").await?;
+
+    step("Jobs: clicking a count lists only the jobs in that state");
+    click(c, "stat-dead").await?;
+    wait_text_contains(c, "jobs-empty", "No dead jobs").await?;
+    ensure!(
+        statuses().await?.is_empty(),
+        "the dead filter still lists jobs"
+    );
+    click(c, "stat-done").await?;
+    wait_text_contains(c, "jobs-filter", "done jobs only").await?;
+    let done = wait_for("the two done jobs under the done filter", WAIT, || async {
+        let rows = statuses().await?;
+        Ok((rows.len() == 2 && rows.iter().all(|r| r.contains("done"))).then_some(rows))
     })
     .await?;
-    step(&format!("Jobs: {n} rows; stats {stats:?}"));
-    screenshot(c, env, "jobs").await
+    step(&format!("Jobs: done filter shows {done:?}"));
+    screenshot(c, env, "jobs-filtered").await?;
+    click(c, "jobs-filter-clear").await?;
+    wait_for("the filter cleared", WAIT, || async {
+        Ok(find_opt(c, "jobs-filter").await?.is_none().then_some(()))
+    })
+    .await?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------- helpers

@@ -180,6 +180,22 @@ if [[ "$E2E_SERVICES_ONLY" == 0 ]]; then
     (cd "$repo_root" && cargo test -p shopdesk-tests --test e2e --no-run)
 fi
 
+# The desktop's document portal, started on demand by the session bus, can
+# leave its FUSE mount under XDG_RUNTIME_DIR for a moment after the bus ends:
+# unmount it and try again, and never let tidying up fail the run.
+remove_tmp() {
+    local mnt
+    for _ in 1 2 3 4 5; do
+        while read -r mnt; do
+            fusermount3 -uz "$mnt" 2>/dev/null || fusermount -uz "$mnt" 2>/dev/null \
+                || umount -l "$mnt" 2>/dev/null || true
+        done < <(awk -v dir="$E2E_TMP" 'index($2, dir) == 1 { print $2 }' /proc/mounts)
+        rm -rf "$E2E_TMP" 2>/dev/null && return 0
+        sleep 1
+    done
+    log "warning: could not remove ${E2E_TMP}"
+}
+
 E2E_TMP="$(mktemp -d "${TMPDIR:-/tmp}/shopdesk-e2e.XXXXXX")"
 rc=0
 cleanup() {
@@ -194,7 +210,7 @@ cleanup() {
     if [[ "${KEEP_E2E_TMP:-}" == 1 ]]; then
         log "kept ${E2E_TMP}"
     else
-        rm -rf "$E2E_TMP"
+        remove_tmp
     fi
 }
 trap cleanup EXIT

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs::File;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{mpsc, OnceLock};
@@ -293,7 +294,33 @@ impl Shop {
     fn use_provider(&self, sink: &MailSink) {
         self.ok(&["config", "set", "email_provider", "resend"]);
         self.ok(&["config", "set", "email_api_url", &sink.url()]);
-        self.ok(&["config", "set", "email_api_key", API_KEY]);
+        // The key goes in on standard input, as a careful owner would give
+        // it (not in the process list); every request checks it arrived.
+        let mut child = self
+            .command()
+            .args(["config", "set", "email_api_key", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shopdesk config set");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{API_KEY}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "config set email_api_key - failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let echoed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            echoed.starts_with("email_api_key = ") && !echoed.contains(API_KEY),
+            "the key must be echoed masked: {echoed}"
+        );
     }
 
     /// `shopdesk worker --until-idle`; returns its summary.

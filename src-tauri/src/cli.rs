@@ -76,7 +76,9 @@ enum ConfigAction {
         #[arg(long)]
         json: bool,
     },
-    /// Change a setting (an empty email_api_key removes the key)
+    /// Change a setting (an empty email_api_key removes the key). A value of
+    /// "-" is read from standard input, so an API key need not appear in the
+    /// shell history or the process list: `shopdesk config set email_api_key - < key.txt`
     Set { key: String, value: String },
 }
 
@@ -565,12 +567,26 @@ fn config(shop: &Shop, action: ConfigAction) -> Result<(), Failure> {
         }
         ConfigAction::Set { key, value } => {
             known(&key)?;
+            let value = if value == "-" {
+                read_value_from_stdin()?
+            } else {
+                value
+            };
             shop.config_set(&key, &value)?;
             // Echo what is stored now; the API key only masked.
             println!("{key} = {}", shop.config_get(&key)?);
         }
     }
     Ok(())
+}
+
+/// The first line of standard input, without its line ending.
+fn read_value_from_stdin() -> Result<String, Failure> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| usage(format!("could not read the value from standard input: {e}")))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
 fn parse_line(text: &str) -> Result<LineRequest, Failure> {

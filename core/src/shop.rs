@@ -139,6 +139,20 @@ impl Shop {
         ];
         let secrets = self.secrets();
         if update.email_provider.trim() == "resend"
+            && update
+                .shop_email
+                .trim()
+                .to_ascii_lowercase()
+                .ends_with(".invalid")
+        {
+            // The default placeholder: a provider refuses to send from it,
+            // and every confirmation would die on its first attempt.
+            return Err(Error::invalid(
+                "shop_email",
+                "set the address your emails come from (one your email provider has verified)",
+            ));
+        }
+        if update.email_provider.trim() == "resend"
             && new_key.is_none()
             && secrets.get(settings::EMAIL_API_KEY)?.is_none()
         {

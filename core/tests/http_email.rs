@@ -421,6 +421,11 @@ fn settings_are_checked_per_field_and_a_blank_key_keeps_the_stored_one() {
     assert_eq!(err.field(), Some("shop_email"));
     // Nothing was saved.
     assert_eq!(shop.config_get("shop_name").unwrap(), "My Shop");
+    // The placeholder sender cannot send through a provider.
+    update.shop_email = "orders@shop.invalid".into();
+    let err = shop.save_settings(&update).unwrap_err();
+    assert_eq!(err.field(), Some("shop_email"));
+    assert!(err.to_string().contains("verified"), "{err}");
     update.shop_email = "orders@corner.example".into();
     let form = shop.save_settings(&update).unwrap();
     assert_eq!(form.shop_name, "Corner Shop");

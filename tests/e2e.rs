@@ -486,6 +486,30 @@ async fn jobs(c: &Client, env: &Env) -> Result<()> {
         Ok(find_opt(c, "jobs-filter").await?.is_none().then_some(()))
     })
     .await?;
+
+    step("Jobs: a pause from the command line shows up in the open app");
+    cli(env, &["jobs", "pause"])?;
+    wait_text_contains(c, "queue-state", "Paused").await?;
+    cli(env, &["jobs", "resume"])?;
+    wait_text_contains(c, "queue-state", "Running").await?;
+    Ok(())
+}
+
+/// Runs the app's command line on the app's own data dir, as a script on
+/// the same machine would while the window is open.
+fn cli(env: &Env, args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new(&env.bin)
+        .arg("--data-dir")
+        .arg(&env.data_dir)
+        .args(args)
+        .output()
+        .with_context(|| format!("running shopdesk {}", args.join(" ")))?;
+    ensure!(
+        out.status.success(),
+        "shopdesk {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use shopdesk_core::queue::JobStats;
 use shopdesk_core::{worker, Shop};
 use tauri::async_runtime::JoinHandle;
 use tauri::{AppHandle, Emitter, Manager, RunEvent, Window, WindowEvent};
@@ -27,6 +28,8 @@ const JOB_GRACE: Duration = Duration::from_secs(4);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(6);
 /// Job changes come in bursts; publish counts at most this often.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+/// How often to look for job changes this process was not told of.
+const LOOK_OUTSIDE_EVERY: Duration = Duration::from_secs(2);
 
 /// What the commands share.
 pub struct AppState {
@@ -154,21 +157,27 @@ fn start_worker(
 }
 
 /// Publishes job counts (event for the pages, text for the tray) each time
-/// they may have changed, coalescing bursts.
+/// they may have changed, coalescing bursts. Every few seconds it also looks
+/// for changes made by other processes (the CLI, a headless worker, another
+/// till) and publishes those it finds.
 async fn publish_job_stats(
     app: AppHandle,
     shop: Arc<Shop>,
     changed: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut outside = tokio::time::interval(LOOK_OUTSIDE_EVERY);
+    outside.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last: Option<JobStats> = None;
     loop {
-        tokio::select! {
-            _ = changed.notified() => {}
+        let signalled = tokio::select! {
+            _ = changed.notified() => true,
+            _ = outside.tick() => false,
             _ = stop.changed() => return,
-        }
+        };
         let shop = Arc::clone(&shop);
         match tauri::async_runtime::spawn_blocking(move || shop.job_stats()).await {
-            Ok(Ok(stats)) => {
+            Ok(Ok(stats)) if signalled || last.as_ref() != Some(&stats) => {
                 if let Some(handle) = app.try_state::<TrayHandle>() {
                     if let Some(tray) = &handle.0 {
                         tray.update(&stats);
@@ -177,7 +186,9 @@ async fn publish_job_stats(
                 if let Err(e) = app.emit(JOBS_CHANGED, &stats) {
                     tracing::warn!(error = %e, "could not emit {JOBS_CHANGED}");
                 }
+                last = Some(stats);
             }
+            Ok(Ok(_)) => continue,
             Ok(Err(e)) => tracing::warn!(error = %e, "could not read job counts"),
             Err(e) => tracing::warn!(error = %e, "could not read job counts"),
         }

@@ -9,8 +9,22 @@ pub const MAX_CENTS: i64 = 10_000_000_000;
 
 /// Parses a decimal amount like `"59.99"`, `"50"`, `"1,234.5"` into cents.
 /// Rejects negatives, more than two decimals, and anything that is not a number.
+/// A comma is only a thousands separator (`1,234` but not `12,50`, which
+/// would otherwise read as 1250: a decimal comma is refused, not guessed).
 pub fn parse_cents(text: &str) -> Option<i64> {
-    let t: String = text.trim().chars().filter(|c| *c != ',').collect();
+    let t = text.trim();
+    let whole_part = t.split_once('.').map_or(t, |(w, _)| w);
+    if t.split_once('.').is_some_and(|(_, f)| f.contains(',')) {
+        return None;
+    }
+    if whole_part.contains(',') {
+        let mut groups = whole_part.split(',');
+        let first = groups.next().unwrap_or_default();
+        if first.is_empty() || first.len() > 3 || groups.any(|g| g.len() != 3) {
+            return None;
+        }
+    }
+    let t: String = t.chars().filter(|c| *c != ',').collect();
     if t.is_empty() {
         return None;
     }
@@ -73,6 +87,11 @@ mod tests {
         assert_eq!(parse_cents("9.9"), Some(990));
         assert_eq!(parse_cents(" 0.01 "), Some(1));
         assert_eq!(parse_cents("1,234.50"), Some(123_450));
+        assert_eq!(parse_cents("1,234,567"), Some(123_456_700));
+        // A decimal comma (or stray commas) is refused, never read as 100× more.
+        for bad in ["12,50", "0,05", "1,2,3", ",500", "1234,567", "1.2,5", "12,"] {
+            assert_eq!(parse_cents(bad), None, "{bad}");
+        }
         assert_eq!(parse_cents(".5"), Some(50));
         // 0.1 + 0.2 style trouble cannot happen: 0.29 stays 29 cents.
         assert_eq!(parse_cents("0.29"), Some(29));

@@ -109,6 +109,14 @@ pub fn generated_sku(handle: &str, option_values: &[&str]) -> String {
     sku.trim_end_matches('-').to_string()
 }
 
+/// Byte offsets of every '\n' in `data`.
+fn memchr_newlines(data: &[u8]) -> Vec<usize> {
+    data.iter()
+        .enumerate()
+        .filter_map(|(i, b)| (*b == b'\n').then_some(i))
+        .collect()
+}
+
 /// A parsed catalog file: the products, and a reason per skipped row.
 #[derive(Debug, Default)]
 pub struct ParsedCatalog {
@@ -117,8 +125,24 @@ pub struct ParsedCatalog {
 }
 
 /// Parses a Shopify product CSV. Pure: touches no database.
-pub fn parse_shopify_csv(reader: impl Read) -> Result<ParsedCatalog> {
-    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+pub fn parse_shopify_csv(mut reader: impl Read) -> Result<ParsedCatalog> {
+    // Line numbers are counted here from each record's byte offset: the csv
+    // crate's own line count is off by one on CRLF files (Shopify's).
+    let mut data = Vec::new();
+    reader.read_to_end(&mut data)?;
+    let newlines: Vec<usize> = memchr_newlines(&data);
+    // A record's offset can point at the line ending before it (CRLF):
+    // step over line endings to its first byte, then count the lines above.
+    let line_at = |byte: u64| {
+        let mut at = usize::try_from(byte).unwrap_or(usize::MAX);
+        while matches!(data.get(at), Some(b'\r' | b'\n')) {
+            at += 1;
+        }
+        newlines.partition_point(|&n| n < at) as u64 + 1
+    };
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(data.as_slice());
     let cols = Columns::from_headers(csv.headers()?)?;
     // A product's title is on its first row only.
     let mut titles: HashMap<String, String> = HashMap::new();
@@ -128,7 +152,7 @@ pub fn parse_shopify_csv(reader: impl Read) -> Result<ParsedCatalog> {
 
     for record in csv.records() {
         let rec = record?;
-        let row = rec.position().map(|p| p.line()).unwrap_or(0);
+        let row = rec.position().map(|p| line_at(p.byte())).unwrap_or(0);
         let handle = field(&rec, Some(cols.handle)).to_string();
         let mut skip = |reason: String| {
             skipped.push(SkippedRow {
@@ -379,6 +403,30 @@ mod tests {
         );
         assert_eq!(products.len(), 1);
         assert_eq!(skipped[0].reason, "duplicate SKU \"X\" (first on line 2)");
+    }
+
+    #[test]
+    fn line_numbers_count_crlf_lines_and_multi_line_fields() {
+        let header = HEADER.trim_end();
+        let csv = format!(
+            "{header}\r\n\
+             a,A,Title,Default Title,,,X,1,deny,1,,\r\n\
+             b,\"B\r\nline two\",Title,Default Title,,,X,1,deny,2,,\r\n\
+             c,C,Title,Default Title,,,X,1,deny,3,,\r\n"
+        );
+        let parsed = parse_shopify_csv(csv.as_bytes()).unwrap();
+        let rows: Vec<(u64, &str)> = parsed
+            .skipped
+            .iter()
+            .map(|s| (s.row, s.reason.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (3, "duplicate SKU \"X\" (first on line 2)"),
+                (5, "duplicate SKU \"X\" (first on line 2)")
+            ]
+        );
     }
 
     #[test]

@@ -78,6 +78,13 @@ fn clean(s: &Option<String>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Whether text meant for one line (a name, a reference) holds a control
+/// character: a line break there would break receipts, tables and email
+/// headers.
+pub fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
 /// Checks everything that needs no database, and normalises the request
 /// (trimmed strings, empty optional fields as `None`).
 pub fn validate(req: &OrderRequest) -> Result<OrderRequest> {
@@ -96,6 +103,12 @@ pub fn validate(req: &OrderRequest) -> Result<OrderRequest> {
         return Err(Error::invalid(
             "customer_name",
             "the customer name is longer than 200 characters",
+        ));
+    }
+    if customer_name.as_deref().is_some_and(has_control) {
+        return Err(Error::invalid(
+            "customer_name",
+            "the customer name cannot contain line breaks, tabs or other control characters",
         ));
     }
     let customer_email = clean(&req.customer_email);
@@ -166,6 +179,12 @@ pub fn validate(req: &OrderRequest) -> Result<OrderRequest> {
                 return Err(Error::invalid(
                     "payment.reference",
                     "enter the card payment's reference (1 to 100 characters)",
+                ));
+            }
+            if has_control(reference) {
+                return Err(Error::invalid(
+                    "payment.reference",
+                    "the card reference cannot contain line breaks, tabs or other control characters",
                 ));
             }
             Payment::Card {
@@ -429,6 +448,18 @@ mod tests {
             (
                 Box::new(|r| r.payment = Payment::Cash { tendered_cents: -1 }),
                 "payment.tendered_cents",
+            ),
+            (
+                Box::new(|r| r.customer_name = Some("Eve\nBcc: x@example.com".into())),
+                "customer_name",
+            ),
+            (
+                Box::new(|r| {
+                    r.payment = Payment::Card {
+                        reference: "ab\tcd".into(),
+                    }
+                }),
+                "payment.reference",
             ),
         ];
         for (change, field) in cases {

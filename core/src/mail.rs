@@ -69,6 +69,15 @@ struct LineView {
     total: String,
 }
 
+/// Text for a header: control characters (a line break would start a new
+/// header) become spaces. Input is checked where it is entered; this also
+/// covers values stored before those checks.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// Renders the confirmation email of an order that has a customer email.
 pub fn order_confirmation(order: &OrderDetail, from: &Sender) -> Result<Email, String> {
     let to = order
@@ -113,12 +122,12 @@ pub fn order_confirmation(order: &OrderDetail, from: &Sender) -> Result<Email, S
     };
     let text = render("confirmation.txt")?;
     let html = render("confirmation.html")?;
-    let subject = format!(
+    let subject = one_line(&format!(
         "Your receipt {} from {} ({})",
         order.receipt_number,
         from.shop_name,
         money::format(order.total_cents, cur)
-    );
+    ));
     let date = time::OffsetDateTime::parse(
         &order.created_at,
         &time::format_description::well_known::Rfc3339,
@@ -127,11 +136,11 @@ pub fn order_confirmation(order: &OrderDetail, from: &Sender) -> Result<Email, S
     .unwrap_or_else(|_| time::OffsetDateTime::now_utc().unix_timestamp());
     let domain = from.email.rsplit('@').next().unwrap_or("shop.invalid");
     let to_address: mail_builder::headers::address::Address = match &order.customer_name {
-        Some(name) => (name.clone(), to.clone()).into(),
+        Some(name) => (one_line(name), to.clone()).into(),
         None => to.clone().into(),
     };
     let rfc5322 = MessageBuilder::new()
-        .from((from.shop_name.clone(), from.email.clone()))
+        .from((one_line(&from.shop_name), from.email.clone()))
         .to(to_address)
         .subject(subject.clone())
         .date(date)
@@ -231,6 +240,33 @@ mod tests {
             "names are escaped in HTML: {html}"
         );
         assert!(html.contains("AUTH-7"));
+    }
+
+    #[test]
+    fn a_line_break_in_a_stored_name_cannot_add_a_header() {
+        let mut o = order();
+        o.customer_name = Some("Eve\r\nBcc: victim@example.com".into());
+        let from = Sender {
+            shop_name: "Evil\nBcc: x@y.example".into(),
+            ..sender()
+        };
+        let email = order_confirmation(&o, &from).unwrap();
+        let raw = String::from_utf8_lossy(&email.rfc5322);
+        let headers = &raw[..raw.find("\r\n\r\n").unwrap()];
+        assert!(
+            !headers
+                .lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
+            "{headers}"
+        );
+        let msg = mail_parser::MessageParser::default()
+            .parse(&email.rfc5322)
+            .unwrap();
+        assert!(msg.bcc().is_none());
+        assert_eq!(
+            msg.subject(),
+            Some("Your receipt R-000042 from Evil Bcc: x@y.example (€59.99)")
+        );
     }
 
     #[test]

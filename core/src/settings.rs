@@ -52,6 +52,18 @@ pub fn set(conn: &Connection, key: &str, value: &str) -> Result<()> {
         "shop_name" if value.is_empty() => {
             return Err(Error::invalid("value", "the shop name cannot be empty"))
         }
+        "shop_name" if value.chars().count() > 100 => {
+            return Err(Error::invalid(
+                "value",
+                "the shop name is longer than 100 characters",
+            ))
+        }
+        "shop_name" if crate::checkout::has_control(value) => {
+            return Err(Error::invalid(
+                "value",
+                "the shop name cannot contain line breaks, tabs or other control characters",
+            ))
+        }
         "email_provider" if !EMAIL_PROVIDERS.contains(&value) => {
             return Err(Error::invalid(
                 "value",
@@ -154,4 +166,23 @@ pub fn check_api_key(value: &str) -> Result<()> {
         return Err(Error::invalid(EMAIL_API_KEY, "the API key is too short"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{self, Durability};
+
+    #[test]
+    fn the_shop_name_is_one_short_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = db::open(&dir.path().join("shop.db"), Durability::Normal).unwrap();
+        for bad in ["Evil\nBcc: x@y.example", "Tab\tShop", &"x".repeat(101)] {
+            let err = set(&conn, "shop_name", bad).unwrap_err();
+            assert_eq!(err.code(), "invalid_input", "{bad:?}");
+        }
+        assert_eq!(get(&conn, "shop_name").unwrap(), "My Shop");
+        set(&conn, "shop_name", "  Café Zoë  ").unwrap();
+        assert_eq!(get(&conn, "shop_name").unwrap(), "Café Zoë");
+    }
 }

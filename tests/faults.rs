@@ -1080,3 +1080,35 @@ fn a_poison_row_is_marked_dead_with_a_reason_and_the_worker_goes_on() {
         "{orders:#?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// A script that stops reading (`shopdesk products list | head -1`).
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_reader_that_goes_away_ends_a_listing_quietly() {
+    let shop = Shop::new();
+    for args in [
+        &["products", "list"][..],
+        &["products", "list", "--json"],
+        &["jobs", "list", "--json"],
+    ] {
+        let mut child = shop
+            .command()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shopdesk");
+        // Close the read end before the listing is written.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("panicked") && out.status.code() != Some(101),
+            "shopdesk {}: {} {stderr}",
+            args.join(" "),
+            out.status
+        );
+    }
+}

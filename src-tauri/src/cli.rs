@@ -228,6 +228,9 @@ fn usage(message: impl Into<String>) -> Failure {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.is_some() {
+        quit_quietly_on_closed_pipe();
+    }
     let data_dir = paths::data_dir(cli.data_dir.as_deref());
     let _log_guard = init_logging(&data_dir, cli.command.is_none());
     match run(cli.command, &data_dir) {
@@ -236,6 +239,19 @@ pub fn main() -> ExitCode {
             eprintln!("error [{}]: {}", f.code, f.message);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `shopdesk products list | head` closes the pipe early. Rust ignores
+/// SIGPIPE, so the next print would panic with "Broken pipe"; a command-line
+/// tool should end quietly instead, as Unix tools do. (Not for the desktop
+/// app, whose sockets must not kill it.)
+fn quit_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: sets a signal disposition at start-up, before any thread
+    // of ours exists; SIG_DFL is a valid handler for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -1112,3 +1112,36 @@ fn a_reader_that_goes_away_ends_a_listing_quietly() {
         );
     }
 }
+
+#[test]
+fn stats_name_a_paused_queue_and_the_pause_outlives_the_process() {
+    let shop = Shop::new();
+    shop.ok(&["jobs", "pause", "email"]);
+    // A new process reads the pause back from the database.
+    let stats = shop.json(&["jobs", "stats", "--json"]);
+    assert_eq!(stats["paused"], false, "not every queue is paused");
+    let paused: Vec<&str> = stats["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["paused"] == true)
+        .map(|q| q["queue"].as_str().unwrap())
+        .collect();
+    assert_eq!(paused, ["email"]);
+    assert!(shop
+        .ok(&["jobs", "stats"])
+        .trim_end()
+        .ends_with("· paused: email"));
+    shop.ok(&["jobs", "pause"]);
+    assert!(shop
+        .ok(&["jobs", "stats"])
+        .trim_end()
+        .ends_with("· all queues paused"));
+    shop.ok(&["jobs", "resume"]);
+    let stats = shop.json(&["jobs", "stats", "--json"]);
+    assert!(stats["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|q| q["paused"] == false));
+}

@@ -429,17 +429,31 @@ fn jobs_action(shop: &Shop, action: JobsAction) -> Result<(), Failure> {
         }
         JobsAction::Stats { json } => {
             let s = shop.job_stats()?;
+            // `paused` says every queue is; name the ones that are when not.
+            let queues = shop.queue_states()?;
             if json {
-                print_json(&s);
+                let mut v = serde_json::to_value(&s).map_err(|e| Failure {
+                    code: "internal".into(),
+                    message: e.to_string(),
+                })?;
+                v["queues"] = serde_json::json!(queues);
+                print_json(&v);
             } else {
+                let paused: Vec<&str> = queues
+                    .iter()
+                    .filter(|q| q.paused)
+                    .map(|q| q.queue.as_str())
+                    .collect();
+                let pause_note = if s.paused {
+                    " · all queues paused".to_string()
+                } else if paused.is_empty() {
+                    String::new()
+                } else {
+                    format!(" · paused: {}", paused.join(", "))
+                };
                 println!(
-                    "pending {} · running {} · retrying {} · done {} · dead {}{}",
-                    s.pending,
-                    s.running,
-                    s.failed,
-                    s.done,
-                    s.dead,
-                    if s.paused { " · paused" } else { "" }
+                    "pending {} · running {} · retrying {} · done {} · dead {}{pause_note}",
+                    s.pending, s.running, s.failed, s.done, s.dead,
                 );
             }
         }

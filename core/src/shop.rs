@@ -30,7 +30,20 @@ impl Shop {
     /// schema up to date.
     pub fn open(data_dir: &Path) -> Result<Shop> {
         let data = DataDir::new(data_dir);
-        std::fs::create_dir_all(data.root())?;
+        std::fs::create_dir_all(data.root()).map_err(|e| {
+            Error::invalid(
+                "data_dir",
+                format!(
+                    "cannot use {} as the data folder: {}",
+                    data.root().display(),
+                    if data.root().exists() && !data.root().is_dir() {
+                        "it is a file, not a folder".to_string()
+                    } else {
+                        e.to_string()
+                    }
+                ),
+            )
+        })?;
         let conn = db::open(&data.database(), Durability::Full)?;
         Ok(Shop {
             data,

@@ -145,7 +145,7 @@ enum OrdersAction {
 enum JobsAction {
     /// List jobs, newest first
     List {
-        /// pending, running, failed (retrying), done or dead
+        /// pending, running, retrying (or failed), done or dead
         #[arg(long)]
         status: Option<String>,
         #[arg(long, default_value_t = 100)]
@@ -405,7 +405,7 @@ fn jobs_action(shop: &Shop, action: JobsAction) -> Result<(), Failure> {
                 None => None,
                 Some(s) => Some(JobStatus::parse(&s).ok_or_else(|| {
                     usage(format!(
-                        "unknown job status \"{s}\" (pending, running, failed, done, dead)"
+                        "unknown job status \"{s}\" (pending, running, retrying, done, dead)"
                     ))
                 })?),
             };
@@ -418,7 +418,7 @@ fn jobs_action(shop: &Shop, action: JobsAction) -> Result<(), Failure> {
                         "{}  {:<26} {:<8} attempts {}/{}  next {}  {}",
                         j.id,
                         j.job_type,
-                        j.status.as_str(),
+                        j.status.label(),
                         j.attempts,
                         j.max_attempts,
                         j.run_at,
@@ -463,7 +463,7 @@ fn jobs_action(shop: &Shop, action: JobsAction) -> Result<(), Failure> {
                 print_json(&job);
             } else {
                 let i = &job.info;
-                println!("{}  {}  {}", i.id, i.job_type, i.status.as_str());
+                println!("{}  {}  {}", i.id, i.job_type, i.status.label());
                 println!("  attempts    {}/{}", i.attempts, i.max_attempts);
                 println!("  run at      {}", i.run_at);
                 if let Some(done) = &i.done_at {

@@ -95,6 +95,18 @@ impl JobStatus {
         }
     }
 
+    /// The word people see (the Jobs page and the CLI's text output):
+    /// pending, running, retrying, done, dead.
+    pub fn label(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Failed => "retrying",
+            JobStatus::Done => "done",
+            JobStatus::Killed => "dead",
+        }
+    }
+
     /// Parses either the stored spelling or a friendly one (`dead`, `retrying`).
     pub fn parse(s: &str) -> Option<JobStatus> {
         Some(match s.to_ascii_lowercase().as_str() {

@@ -166,6 +166,7 @@ async fn flow(c: &Client, env: &Env) -> Result<()> {
     outbox(env).await?;
     notification(env).await?;
     jobs(c, env).await?;
+    retry_a_failed_email(c, env).await?;
     step("all checks passed");
     Ok(())
 }
@@ -495,9 +496,82 @@ async fn jobs(c: &Client, env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// An order placed from the command line whose email job the owner
+/// cancelled reads "failed" on the Orders page; its Retry button sends it.
+async fn retry_a_failed_email(c: &Client, env: &Env) -> Result<()> {
+    step("Orders: a failed email is sent again from its order");
+    cli(env, &["jobs", "pause", "email"])?;
+    let placed: Value = serde_json::from_str(&cli(
+        env,
+        &[
+            "order",
+            "place",
+            "--customer-email",
+            "grace@example.com",
+            "--line",
+            "red-sports-tee:1",
+            "--pay",
+            "card:E2E-1",
+            "--json",
+        ],
+    )?)?;
+    let receipt = placed["receipt_number"]
+        .as_str()
+        .context("order place --json has a receipt_number")?
+        .to_string();
+    let pending: Value = serde_json::from_str(&cli(
+        env,
+        &["jobs", "list", "--status", "pending", "--json"],
+    )?)?;
+    let email_job = pending
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|j| {
+            j["job_type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("email"))
+        })
+        .and_then(|j| j["id"].as_str())
+        .context("the new order's email job is pending")?
+        .to_string();
+    cli(env, &["jobs", "cancel", &email_job])?;
+    cli(env, &["jobs", "resume", "email"])?;
+
+    click(c, "nav-orders").await?;
+    let row_status = |want: &'static str| {
+        let receipt = receipt.clone();
+        async move {
+            for row in c.find_all(tid("order-row")).await? {
+                if text_of(c, &row).await?.contains(&receipt) {
+                    let status = text_of(c, &row.find(tid("email-status")).await?).await?;
+                    return Ok(status.contains(want).then_some(row));
+                }
+            }
+            Ok(None)
+        }
+    };
+    let row = wait_for("the order's email to read failed", WAIT, || {
+        row_status("failed")
+    })
+    .await?;
+    screenshot(c, env, "orders-failed-email").await?;
+    let retry = row
+        .find(tid("email-retry"))
+        .await
+        .context("a failed email's order has a Retry button")?;
+    retry.click().await?;
+    wait_for("the retried email to read sent", WAIT, || {
+        row_status("sent")
+    })
+    .await?;
+    step(&format!("Orders: {receipt}'s email retried and sent"));
+    Ok(())
+}
+
 /// Runs the app's command line on the app's own data dir, as a script on
-/// the same machine would while the window is open.
-fn cli(env: &Env, args: &[&str]) -> Result<()> {
+/// the same machine would while the window is open. Returns its stdout.
+fn cli(env: &Env, args: &[&str]) -> Result<String> {
     let out = std::process::Command::new(&env.bin)
         .arg("--data-dir")
         .arg(&env.data_dir)
@@ -510,7 +584,7 @@ fn cli(env: &Env, args: &[&str]) -> Result<()> {
         args.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 // ---------------------------------------------------------------- helpers

@@ -817,6 +817,10 @@ fn a_rejected_email_dies_at_once_with_the_reason_and_can_be_retried() {
             .is_some_and(|e| e.contains("invalid recipient")),
         "{shown:#}"
     );
+    assert_eq!(
+        shown["email_job_id"], dead["id"],
+        "the order names its email's job, for the Orders page's Retry"
+    );
     assert_eq!(order(&good["order_id"])["email_status"], "sent");
     let tries = |key: &str| {
         sink.requests()
@@ -829,7 +833,7 @@ fn a_rejected_email_dies_at_once_with_the_reason_and_can_be_retried() {
     // The shop fixes the cause (here: the provider now accepts the
     // address) and retries from the monitor.
     sink.accept_all_recipients();
-    shop.ok(&["jobs", "retry", dead["id"].as_str().unwrap()]);
+    shop.ok(&["jobs", "retry", shown["email_job_id"].as_str().unwrap()]);
     wait_all_emails_done(&shop, 2, Duration::from_secs(20));
     assert_eq!(order(&bad["order_id"])["email_status"], "sent");
     assert_eq!(tries(&bad_key), 2);

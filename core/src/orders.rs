@@ -32,6 +32,9 @@ pub struct OrderSummary {
     /// Why the email failed, or why its last attempt failed while it waits
     /// to be retried.
     pub email_error: Option<String>,
+    /// The confirmation email's job while the queue has it (to retry a
+    /// failed email from the order).
+    pub email_job_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,7 +92,7 @@ pub fn list(conn: &Connection, limit: usize) -> Result<Vec<OrderSummary>> {
         "SELECT o.id, o.receipt_number, o.created_at, o.customer_name, o.customer_email,
                 o.total_cents, o.currency, p.method,
                 (SELECT count(*) FROM order_lines l WHERE l.order_id = o.id),
-                j.status, j.last_result, o.email_sent_at IS NOT NULL
+                j.status, j.last_result, o.email_sent_at IS NOT NULL, j.id
          FROM orders o
          JOIN payments p ON p.order_id = o.id
          LEFT JOIN Jobs j ON j.job_type = ?1 AND j.idempotency_key = ?2 || o.id
@@ -125,6 +128,7 @@ pub fn list(conn: &Connection, limit: usize) -> Result<Vec<OrderSummary>> {
                 line_count: r.get(8)?,
                 email_status,
                 email_error,
+                email_job_id: r.get(12)?,
             })
         },
     )?;

@@ -92,6 +92,8 @@ export interface OrderSummary {
   line_count: number;
   email_status: EmailStatus;
   email_error: string | null;
+  /** The email's job while the queue has it. */
+  email_job_id: string | null;
 }
 
 export interface JobStats {

@@ -183,6 +183,11 @@ async fn run_worker(
     let pruner = config
         .prune_every
         .map(|every| tokio::spawn(prune_periodically(config.clone(), every)));
+    let checkpointer = Checkpointer::start(&config.db_path, CHECKPOINT_EVERY)
+        .inspect_err(
+            |e| tracing::warn!(error = %e, "no background checkpoints; commits will checkpoint"),
+        )
+        .ok();
 
     let result = match shutdown {
         Some(signal) => {
@@ -199,6 +204,9 @@ async fn run_worker(
 
     if let Some(pruner) = pruner {
         pruner.abort();
+    }
+    if let Some(checkpointer) = checkpointer {
+        let _ = tokio::task::spawn_blocking(move || drop(checkpointer)).await;
     }
 
     // Jobs still held were cut off by the grace period (or their worker
@@ -219,6 +227,51 @@ async fn run_worker(
     tracing::info!(worker = %worker_id, ?summary, "job worker stopped");
     result.map_err(|e| Error::Other(format!("job worker: {e}")))?;
     Ok(summary)
+}
+
+/// How often the worker moves committed pages from the WAL into the
+/// database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// Checkpoints the database (PASSIVE: it never waits for, nor blocks, a
+/// writer) from a thread and connection of its own while the worker runs.
+/// So the till's commits almost never pay for a checkpoint themselves (see
+/// [`db::TILL_AUTOCHECKPOINT_PAGES`]), and neither do the worker's acks.
+struct Checkpointer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &std::path::Path, every: Duration) -> Result<Checkpointer> {
+        let conn = db::open_raw(path, Durability::Normal)?;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("shopdesk-checkpoint".into())
+            .spawn(move || {
+                while !stopping.load(Ordering::Relaxed) {
+                    std::thread::sleep(every);
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::debug!(error = %e, "background checkpoint did not run");
+                    }
+                }
+            })?;
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Prunes finished jobs past their retention now and then every `every`,

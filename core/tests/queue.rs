@@ -616,3 +616,60 @@ async fn two_workers_never_run_the_same_job_twice() {
     ids.dedup();
     assert_eq!(ids.len(), 300);
 }
+
+/// The till's own connection only checkpoints after thousands of WAL pages;
+/// a running worker moves its commits into the database file meanwhile, so
+/// checkouts do not pay for checkpoints and the WAL stays small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_worker_checkpoints_the_tills_commits_in_the_background() {
+    let mut shop = shop();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // A worker with nothing to do: no polls, prunes or lease renewals that
+    // could checkpoint as a side effect of their own commits.
+    let mut cfg = config(&shop.path);
+    cfg.poll_interval = Duration::from_secs(60);
+    cfg.lease = Duration::from_secs(60);
+    cfg.prune_every = None;
+    let worker = tokio::spawn(worker::run(cfg, TestHandler::ok(), async {
+        let _ = stop_rx.await;
+    }));
+    // Let the worker start, then measure from an empty WAL.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    shop.conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let db_size = || std::fs::metadata(&shop.path).unwrap().len();
+    let before = db_size();
+    let threshold: i64 = shop
+        .conn
+        .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(threshold, db::TILL_AUTOCHECKPOINT_PAGES);
+    // About 2 MB of commits through the till's connection (far below its
+    // own checkpoint threshold of 4000 pages, about 16 MB).
+    shop.conn
+        .execute_batch("CREATE TABLE filler (n INTEGER, pad BLOB)")
+        .unwrap();
+    for n in 0..200 {
+        db::write(&mut shop.conn, |tx| {
+            tx.execute(
+                "INSERT INTO filler VALUES (?1, zeroblob(10000))",
+                params![n],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while db_size() < before + 1_500_000 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing moved the till's commits into the database file ({} → {} bytes)",
+            before,
+            db_size()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_tx.send(()).unwrap();
+    worker.await.unwrap().unwrap();
+}

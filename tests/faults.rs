@@ -658,6 +658,64 @@ fn kill_9_soak_loses_no_order_and_no_email() {
     );
 }
 
+/// A worker claims a few jobs ahead of its free slots. Killed with -9, it
+/// spends the attempts of the jobs it had started, and of no other.
+#[test]
+fn a_killed_worker_spends_no_attempt_of_the_jobs_it_had_not_started() {
+    let sink = MailSink::start();
+    sink.set_delay(Duration::from_secs(5));
+    let shop = Shop::new();
+    shop.use_provider(&sink);
+    // Only emails: the worker runs four at a time and holds the rest.
+    shop.ok(&["jobs", "pause", "notify"]);
+    for i in 0..10 {
+        shop.place(&format!("ahead-{i}"), &format!("ahead{i}@example.com"), i);
+    }
+    let mut worker = shop.worker();
+    assert!(
+        sink.wait_arrived(4, Duration::from_secs(20)),
+        "the worker sent nothing"
+    );
+    let attempts_of_running = || {
+        let mut a: Vec<u64> = shop
+            .email_jobs()
+            .iter()
+            .filter(|j| j["status"] == "Running")
+            .map(|j| j["attempts"].as_u64().unwrap())
+            .collect();
+        a.sort();
+        a
+    };
+    let expected = [0, 0, 0, 0, 0, 0, 1, 1, 1, 1];
+    wait_until(
+        Duration::from_secs(5),
+        || format!("four started, six held: {:?}", attempts_of_running()),
+        || (attempts_of_running() == expected).then_some(()),
+    );
+    worker.kill9();
+    assert_eq!(attempts_of_running(), expected);
+
+    // Their leases lapse (made to lapse now rather than in 30 s); the next
+    // worker runs all ten.
+    shop.db()
+        .execute(
+            "UPDATE Jobs SET lease_expires_ms = 0 WHERE status = 'Running'",
+            [],
+        )
+        .unwrap();
+    sink.set_delay(Duration::ZERO);
+    let summary = shop.drain();
+    assert_eq!(summary["done"], 10, "{summary}");
+    let mut attempts: Vec<u64> = shop
+        .email_jobs()
+        .iter()
+        .map(|j| j["attempts"].as_u64().unwrap())
+        .collect();
+    attempts.sort();
+    assert_eq!(attempts, [1, 1, 1, 1, 1, 1, 2, 2, 2, 2]);
+    check_deliveries(&sink, &shop.orders(), false);
+}
+
 // ---------------------------------------------------------------------------
 // 2. The provider is down for a while, then back.
 // ---------------------------------------------------------------------------

@@ -327,11 +327,15 @@ async fn an_email_whose_worker_died_mid_run_is_sent_after_its_lease() {
         ))
         .unwrap();
 
-    // A worker claims everything under a short lease, then dies without
-    // acknowledging anything (no ack, no release: as after a SIGKILL).
+    // A worker claims everything under a short lease, starts the jobs, then
+    // dies without acknowledging anything (no ack, no release: as after a
+    // SIGKILL).
     let mut conn = rusqlite::Connection::open(shop.data().database()).unwrap();
     let tx = conn.transaction().unwrap();
     let claimed = queue::claim(&tx, "worker-that-died", 10, Duration::from_millis(300)).unwrap();
+    for job in &claimed {
+        assert!(queue::start(&tx, "worker-that-died", &job.id, job.attempts).unwrap());
+    }
     tx.commit().unwrap();
     assert_eq!(claimed.len(), 2, "email + notification claimed");
     assert!(outbox_files(&shop).is_empty());

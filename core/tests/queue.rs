@@ -330,9 +330,11 @@ async fn a_poison_row_is_killed_and_the_other_jobs_still_run() {
 async fn a_job_held_by_a_dead_worker_runs_again_after_its_lease() {
     let mut shop = shop();
     let id = shop.enqueue(email(1));
-    // A worker claims it and dies: no ack, no renewal.
+    // A worker claims it, starts it and dies: no ack, no renewal.
     let claimed = db::write(&mut shop.conn, |tx| {
-        queue::claim(tx, "crashed-worker", 10, Duration::from_millis(150))
+        let claimed = queue::claim(tx, "crashed-worker", 10, Duration::from_millis(150))?;
+        queue::start(tx, "crashed-worker", &claimed[0].id, claimed[0].attempts)?;
+        Ok(claimed)
     })
     .unwrap();
     assert_eq!(claimed.len(), 1);

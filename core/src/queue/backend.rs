@@ -92,6 +92,9 @@ enum Command {
     Claim {
         reply: oneshot::Sender<Result<Vec<Job>>>,
     },
+    /// A job was handed to its handler: count its attempt (no reply; a
+    /// failure to write it only means the ack counts it).
+    Start { id: String, attempt: u32 },
     Ack {
         ack: Ack,
         reply: oneshot::Sender<Result<Option<JobStatus>>>,
@@ -196,10 +199,16 @@ impl QueueDb {
         self.call(|reply| Command::IsIdle { reply }).await
     }
 
-    fn mark_started(&self, id: &str) {
+    /// Notes that a job was handed to its handler, and has its attempt
+    /// counted in the row (written with the next batch of acks).
+    fn mark_started(&self, id: &str, attempt: u32) {
         if let Some(started) = lock(&self.held).get_mut(id) {
             *started = true;
         }
+        let _ = self.commands.send(Command::Start {
+            id: id.to_string(),
+            attempt,
+        });
     }
 }
 
@@ -262,16 +271,21 @@ impl DbThread {
     }
 
     fn handle(&mut self, batch: Vec<Command>) {
+        let mut starts = Vec::new();
         let mut acks = Vec::new();
         let mut others = Vec::new();
         for cmd in batch {
             match cmd {
+                Command::Start { id, attempt } => starts.push((id, attempt)),
                 Command::Ack { ack, reply } => acks.push((ack, reply)),
                 other => others.push(other),
             }
         }
-        if !acks.is_empty() {
-            self.acks(acks);
+        // A start whose ack is in the same batch needs no write of its own
+        // (the ack counts the attempt).
+        starts.retain(|(id, _)| !acks.iter().any(|(ack, _)| ack.id == *id));
+        if !starts.is_empty() || !acks.is_empty() {
+            self.starts_and_acks(starts, acks);
         }
         for cmd in others {
             match cmd {
@@ -282,19 +296,39 @@ impl DbThread {
                 Command::IsIdle { reply } => {
                     let _ = reply.send(store::is_idle(&self.conn));
                 }
-                Command::Ack { .. } => unreachable!("acks were taken out above"),
+                Command::Start { .. } | Command::Ack { .. } => {
+                    unreachable!("starts and acks were taken out above")
+                }
             }
         }
     }
 
-    fn acks(&mut self, acks: Vec<(Ack, oneshot::Sender<Result<Option<JobStatus>>>)>) {
+    /// Counts the attempts of jobs that started and records the results of
+    /// those that finished, in one transaction.
+    fn starts_and_acks(
+        &mut self,
+        starts: Vec<(String, u32)>,
+        acks: Vec<(Ack, oneshot::Sender<Result<Option<JobStatus>>>)>,
+    ) {
         let worker_id = self.settings.worker_id.clone();
         let backoff = self.settings.backoff;
         let result = db::write(&mut self.conn, |tx| {
+            for (id, attempt) in &starts {
+                store::start(tx, &worker_id, id, *attempt)?;
+            }
             acks.iter()
                 .map(|(ack, _)| store::ack(tx, &worker_id, ack, &backoff))
                 .collect::<Result<Vec<_>>>()
         });
+        if !starts.is_empty() {
+            self.changed = true;
+        }
+        if acks.is_empty() {
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "could not count the attempts of started jobs");
+            }
+            return;
+        }
         {
             let mut held = lock(&self.held);
             for (ack, _) in &acks {
@@ -723,7 +757,7 @@ where
         let id = task.args.id.clone();
         let attempt = task.args.attempt;
         let job_type = task.args.job_type.clone();
-        self.db.mark_started(&id);
+        self.db.mark_started(&id, attempt);
         let fut = self.inner.call(task);
         let db = self.db.clone();
         async move {

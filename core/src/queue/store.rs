@@ -224,7 +224,8 @@ pub struct ClaimedJob {
     pub job_type: String,
     /// The payload bytes as stored (JSON, unless the row is corrupt).
     pub job: Vec<u8>,
-    /// Including this attempt (1 on the first run).
+    /// The attempt this run will be (1 on the first run); the row counts
+    /// it once the job starts.
     pub attempts: u32,
     pub max_attempts: u32,
     pub idempotency_key: Option<String>,
@@ -233,7 +234,10 @@ pub struct ClaimedJob {
 }
 
 /// Claims up to `limit` due jobs of non-paused queues for `worker_id`:
-/// they become Running under a lease of `lease`, with one more attempt.
+/// they become Running under a lease of `lease`. The attempt is counted
+/// when the job starts ([`start`]), not here: a worker claims a few jobs
+/// ahead of its free slots, and a crash must not spend the attempts of
+/// jobs that never ran.
 pub fn claim(
     tx: &Transaction,
     worker_id: &str,
@@ -245,8 +249,7 @@ pub fn claim(
     // sorts every claimable row on each claim.
     let mut stmt = tx.prepare_cached(
         "UPDATE Jobs
-         SET status = 'Running', attempts = attempts + 1, lock_by = ?1, lock_at = ?2,
-             lease_expires_ms = ?3
+         SET status = 'Running', lock_by = ?1, lock_at = ?2, lease_expires_ms = ?3
          WHERE id IN (
              SELECT id FROM Jobs INDEXED BY jobs_claimable
              WHERE status IN ('Pending', 'Failed') AND run_at_ms <= ?4
@@ -254,7 +257,7 @@ pub fn claim(
                                WHERE p.queue = '*' OR p.queue = Jobs.queue)
              ORDER BY priority DESC, run_at_ms
              LIMIT ?5)
-         RETURNING id, job_type, job, attempts, max_attempts, idempotency_key, priority,
+         RETURNING id, job_type, job, attempts + 1, max_attempts, idempotency_key, priority,
                    run_at_ms",
     )?;
     let mut jobs = stmt
@@ -290,6 +293,22 @@ pub fn claim(
     Ok(jobs)
 }
 
+/// Counts the attempt of a job `worker_id` claimed, as it starts running:
+/// from now on a crash of the worker (an expired lease) spends it. Returns
+/// false when the job is no longer held by `worker_id` for this attempt.
+///
+/// Optional before [`ack`]: an ack counts its attempt itself, so a worker
+/// whose job finishes before the start was written writes only the ack.
+pub fn start(tx: &Transaction, worker_id: &str, id: &str, attempt: u32) -> Result<bool> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE Jobs SET attempts = ?3
+             WHERE id = ?1 AND lock_by = ?2 AND status = 'Running' AND attempts = ?3 - 1",
+        )?
+        .execute(params![id, worker_id, attempt])?;
+    Ok(n > 0)
+}
+
 /// The result of one attempt, as reported by the worker that ran it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ack {
@@ -301,8 +320,9 @@ pub struct Ack {
     pub result: std::result::Result<(), JobError>,
 }
 
-/// Records an attempt's result. Returns the job's new status, or `None` when
-/// `worker_id` no longer holds this attempt.
+/// Records an attempt's result, counting the attempt if [`start`] did not
+/// already. Returns the job's new status, or `None` when `worker_id` no
+/// longer holds this attempt.
 pub fn ack(
     tx: &Transaction,
     worker_id: &str,
@@ -314,8 +334,9 @@ pub fn ack(
         Ok(()) => tx
             .prepare_cached(
                 "UPDATE Jobs
-                 SET status = 'Done', done_at = ?1, last_result = NULL, lease_expires_ms = NULL
-                 WHERE id = ?2 AND lock_by = ?3 AND attempts = ?4 AND status = 'Running'
+                 SET status = 'Done', done_at = ?1, last_result = NULL, lease_expires_ms = NULL,
+                     attempts = ?4
+                 WHERE id = ?2 AND lock_by = ?3 AND attempts IN (?4 - 1, ?4) AND status = 'Running'
                  RETURNING status",
             )?
             .query_row(
@@ -326,8 +347,9 @@ pub fn ack(
         Err(JobError::Permanent(reason)) => tx
             .prepare_cached(
                 "UPDATE Jobs
-                 SET status = 'Killed', done_at = ?1, last_result = ?2, lease_expires_ms = NULL
-                 WHERE id = ?3 AND lock_by = ?4 AND attempts = ?5 AND status = 'Running'
+                 SET status = 'Killed', done_at = ?1, last_result = ?2, lease_expires_ms = NULL,
+                     attempts = ?5
+                 WHERE id = ?3 AND lock_by = ?4 AND attempts IN (?5 - 1, ?5) AND status = 'Running'
                  RETURNING status",
             )?
             .query_row(
@@ -339,7 +361,8 @@ pub fn ack(
             let streak: Option<i64> = tx
                 .prepare_cached(
                     "SELECT coalesce(json_extract(metadata, '$.unavailable'), 0) FROM Jobs
-                     WHERE id = ?1 AND lock_by = ?2 AND attempts = ?3 AND status = 'Running'",
+                     WHERE id = ?1 AND lock_by = ?2 AND attempts IN (?3 - 1, ?3)
+                       AND status = 'Running'",
                 )?
                 .query_row(params![ack.id, worker_id, ack.attempt], |r| r.get(0))
                 .optional()?;
@@ -350,10 +373,10 @@ pub fn ack(
             let retry_at = now.saturating_add(duration_ms(backoff.unavailable_delay(streak)));
             tx.prepare_cached(
                 "UPDATE Jobs
-                 SET status = 'Failed', attempts = max(attempts - 1, 0), run_at_ms = ?1,
+                 SET status = 'Failed', attempts = max(?7 - 1, 0), run_at_ms = ?1,
                      run_at = ?2, last_result = ?3, lease_expires_ms = NULL,
                      metadata = json_set(coalesce(metadata, '{}'), '$.unavailable', ?4)
-                 WHERE id = ?5 AND lock_by = ?6 AND attempts = ?7 AND status = 'Running'
+                 WHERE id = ?5 AND lock_by = ?6 AND attempts IN (?7 - 1, ?7) AND status = 'Running'
                  RETURNING status",
             )?
             .query_row(
@@ -380,15 +403,15 @@ pub fn ack(
             let retry_at = now.saturating_add(duration_ms(delay.min(MAX_RETRY_AFTER)));
             tx.prepare_cached(
                 "UPDATE Jobs
-                 SET status = CASE WHEN attempts >= max_attempts THEN 'Killed' ELSE 'Failed' END,
-                     done_at = CASE WHEN attempts >= max_attempts THEN ?1 END,
-                     run_at_ms = CASE WHEN attempts >= max_attempts THEN run_at_ms ELSE ?2 END,
-                     run_at = CASE WHEN attempts >= max_attempts THEN run_at ELSE ?3 END,
-                     last_result = CASE WHEN attempts >= max_attempts
-                                        THEN 'gave up after ' || attempts || ' attempts: ' || ?4
+                 SET status = CASE WHEN ?7 >= max_attempts THEN 'Killed' ELSE 'Failed' END,
+                     done_at = CASE WHEN ?7 >= max_attempts THEN ?1 END,
+                     run_at_ms = CASE WHEN ?7 >= max_attempts THEN run_at_ms ELSE ?2 END,
+                     run_at = CASE WHEN ?7 >= max_attempts THEN run_at ELSE ?3 END,
+                     last_result = CASE WHEN ?7 >= max_attempts
+                                        THEN 'gave up after ' || ?7 || ' attempts: ' || ?4
                                         ELSE ?4 END,
-                     lease_expires_ms = NULL, metadata = NULL
-                 WHERE id = ?5 AND lock_by = ?6 AND attempts = ?7 AND status = 'Running'
+                     attempts = ?7, lease_expires_ms = NULL, metadata = NULL
+                 WHERE id = ?5 AND lock_by = ?6 AND attempts IN (?7 - 1, ?7) AND status = 'Running'
                  RETURNING status",
             )?
             .query_row(
@@ -414,7 +437,8 @@ pub fn ack(
 pub fn kill_undecodable(tx: &Transaction, worker_id: &str, id: &str, reason: &str) -> Result<()> {
     tx.prepare_cached(
         "UPDATE Jobs
-         SET status = 'Killed', done_at = ?1, last_result = ?2, lease_expires_ms = NULL
+         SET status = 'Killed', done_at = ?1, last_result = ?2, lease_expires_ms = NULL,
+             attempts = attempts + 1
          WHERE id = ?3 AND lock_by = ?4 AND status = 'Running'",
     )?
     .execute(params![
@@ -449,8 +473,8 @@ pub fn renew(tx: &Transaction, worker_id: &str, ids: &[String], lease: Duration)
 /// Gives jobs `worker_id` claimed back to the queue, claimable at once.
 ///
 /// `started = false`: the job never ran (claimed ahead, then the worker shut
-/// down): its attempt is not counted. `started = true`: it was interrupted
-/// while running; the attempt counts.
+/// down); no attempt was counted and it goes back as it was. `started =
+/// true`: it was interrupted while running; its attempt stays counted.
 pub fn release(tx: &Transaction, worker_id: &str, id: &str, started: bool) -> Result<bool> {
     let n = if started {
         tx.prepare_cached(
@@ -463,8 +487,7 @@ pub fn release(tx: &Transaction, worker_id: &str, id: &str, started: bool) -> Re
     } else {
         tx.prepare_cached(
             "UPDATE Jobs
-             SET status = 'Pending', attempts = max(attempts - 1, 0), lease_expires_ms = NULL,
-                 lock_at = NULL, lock_by = NULL
+             SET status = 'Pending', lease_expires_ms = NULL, lock_at = NULL, lock_by = NULL
              WHERE id = ?1 AND lock_by = ?2 AND status = 'Running'",
         )?
         .execute(params![id, worker_id])?
@@ -473,7 +496,10 @@ pub fn release(tx: &Transaction, worker_id: &str, id: &str, started: bool) -> Re
 }
 
 /// Running jobs whose lease expired (their worker died or hung) become
-/// claimable again, or dead if that was their last attempt. Returns how many.
+/// claimable again, or dead if that was their last attempt. A job that had
+/// started keeps its attempt counted (a job that crashes its worker every
+/// time still dies in the end); one only claimed ahead loses nothing.
+/// Returns how many.
 pub fn reap(tx: &Transaction) -> Result<usize> {
     let now = now_ms();
     let n = tx
@@ -1037,38 +1063,99 @@ mod tests {
     }
 
     #[test]
-    fn release_restores_the_attempt_of_an_unstarted_job() {
+    fn release_counts_only_the_attempt_of_a_started_job() {
         let (_dir, mut conn) = open();
-        let id = enqueue_one(&mut conn, NewJob::new("email.a", serde_json::json!(1)));
+        let unstarted = enqueue_one(&mut conn, NewJob::new("email.a", serde_json::json!(1)));
+        let started = enqueue_one(&mut conn, NewJob::new("email.b", serde_json::json!(2)));
         db::write(&mut conn, |tx| claim(tx, "w", 10, Duration::from_secs(30))).unwrap();
-        assert!(db::write(&mut conn, |tx| release(tx, "w", &id, false)).unwrap());
-        let info = get(&conn, &id).unwrap().unwrap();
+        db::write(&mut conn, |tx| start(tx, "w", &started, 1)).unwrap();
+        assert!(db::write(&mut conn, |tx| release(tx, "w", &unstarted, false)).unwrap());
+        assert!(db::write(&mut conn, |tx| release(tx, "w", &started, true)).unwrap());
+        let info = get(&conn, &unstarted).unwrap().unwrap();
         assert_eq!(
             (info.status, info.attempts, info.lock_by),
             (JobStatus::Pending, 0, None)
         );
+        let info = get(&conn, &started).unwrap().unwrap();
+        assert_eq!((info.status, info.attempts), (JobStatus::Pending, 1));
+        assert_eq!(
+            info.last_error.as_deref(),
+            Some("interrupted by a worker shutdown")
+        );
     }
 
     #[test]
-    fn an_expired_lease_is_reaped() {
+    fn an_expired_lease_is_reaped_and_only_a_started_attempt_counts() {
         let (_dir, mut conn) = open();
-        let id = enqueue_one(&mut conn, NewJob::new("email.a", serde_json::json!(1)));
-        db::write(&mut conn, |tx| {
+        let started = enqueue_one(&mut conn, NewJob::new("email.a", serde_json::json!(1)));
+        let ahead = enqueue_one(&mut conn, NewJob::new("email.b", serde_json::json!(2)));
+        // A worker claims both, starts one, and dies.
+        let c = db::write(&mut conn, |tx| {
             claim(tx, "dead", 10, Duration::from_millis(20))
         })
         .unwrap();
+        assert_eq!(c.iter().map(|c| c.attempts).collect::<Vec<_>>(), [1, 1]);
+        assert!(db::write(&mut conn, |tx| start(tx, "dead", &started, 1)).unwrap());
+        assert!(
+            !db::write(&mut conn, |tx| start(tx, "other", &ahead, 1)).unwrap(),
+            "only the holder starts a job"
+        );
+        assert_eq!(get(&conn, &started).unwrap().unwrap().attempts, 1);
+        assert_eq!(get(&conn, &ahead).unwrap().unwrap().attempts, 0);
+
         assert_eq!(db::write(&mut conn, reap).unwrap(), 0);
         std::thread::sleep(Duration::from_millis(30));
-        assert_eq!(db::write(&mut conn, reap).unwrap(), 1);
-        let info = get(&conn, &id).unwrap().unwrap();
-        assert_eq!(info.status, JobStatus::Pending);
-        assert_eq!(info.attempts, 1);
+        assert_eq!(db::write(&mut conn, reap).unwrap(), 2);
+        for (id, attempts) in [(&started, 1), (&ahead, 0)] {
+            let info = get(&conn, id).unwrap().unwrap();
+            assert_eq!((info.status, info.attempts), (JobStatus::Pending, attempts));
+            assert_eq!(info.last_error.as_deref(), Some(LEASE_LOST));
+        }
         let c = db::write(&mut conn, |tx| {
             claim(tx, "alive", 10, Duration::from_secs(30))
         })
         .unwrap();
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].attempts, 2);
+        let mut attempts: Vec<_> = c.iter().map(|c| (c.id.clone(), c.attempts)).collect();
+        attempts.sort();
+        let mut expected = vec![(started.clone(), 2), (ahead.clone(), 1)];
+        expected.sort();
+        assert_eq!(attempts, expected);
+    }
+
+    #[test]
+    fn a_job_that_kills_its_worker_on_every_start_dies_in_the_end() {
+        let (_dir, mut conn) = open();
+        let id = enqueue_one(
+            &mut conn,
+            NewJob::new("email.a", serde_json::json!(1)).max_attempts(2),
+        );
+        for attempt in 1..=2 {
+            let c =
+                db::write(&mut conn, |tx| claim(tx, "w", 10, Duration::from_millis(5))).unwrap();
+            assert_eq!(c[0].attempts, attempt);
+            db::write(&mut conn, |tx| start(tx, "w", &id, attempt)).unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+            assert_eq!(db::write(&mut conn, reap).unwrap(), 1);
+        }
+        let info = get(&conn, &id).unwrap().unwrap();
+        assert_eq!((info.status, info.attempts), (JobStatus::Killed, 2));
+    }
+
+    #[test]
+    fn an_ack_counts_an_attempt_whose_start_was_not_written() {
+        let (_dir, mut conn) = open();
+        let id = enqueue_one(&mut conn, NewJob::new("email.a", serde_json::json!(1)));
+        let c = db::write(&mut conn, |tx| claim(tx, "w", 10, Duration::from_secs(30))).unwrap();
+        let done = Ack {
+            id: id.clone(),
+            attempt: c[0].attempts,
+            result: Ok(()),
+        };
+        assert_eq!(
+            db::write(&mut conn, |tx| ack(tx, "w", &done, &Backoff::default())).unwrap(),
+            Some(JobStatus::Done)
+        );
+        assert_eq!(get(&conn, &id).unwrap().unwrap().attempts, 1);
     }
 
     #[test]

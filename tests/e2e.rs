@@ -167,6 +167,7 @@ async fn flow(c: &Client, env: &Env) -> Result<()> {
     notification(env).await?;
     jobs(c, env).await?;
     retry_a_failed_email(c, env).await?;
+    jobs_page_actions(c, env).await?;
     step("all checks passed");
     Ok(())
 }
@@ -566,6 +567,375 @@ async fn retry_a_failed_email(c: &Client, env: &Env) -> Result<()> {
     })
     .await?;
     step(&format!("Orders: {receipt}'s email retried and sent"));
+    Ok(())
+}
+
+/// The monitor actions from the Jobs page's own buttons, as the owner uses
+/// them: pause and resume (all queues, then one), inspect a job, cancel,
+/// retry, delete dead jobs. Each outcome is read back through the command
+/// line too, so the page cannot merely claim it.
+async fn jobs_page_actions(c: &Client, env: &Env) -> Result<()> {
+    click(c, "nav-jobs").await?;
+    pause_all_from_the_page(c, env).await?;
+
+    step("Jobs page: pausing the email queue only");
+    click(c, "queue-toggle-email").await?;
+    wait_text_contains(c, "queue-state-email", "Paused").await?;
+    wait_text_contains(c, "queue-state-notify", "Running").await?;
+    wait_text_contains(c, "queue-state", "Running").await?;
+    let stats = cli_json(env, &["jobs", "stats", "--json"])?;
+    ensure!(
+        queue_paused(&stats, "email")? && !queue_paused(&stats, "notify")?,
+        "after pausing Email on the page, jobs stats says {stats}"
+    );
+
+    let held = place_cli_order(env, "held@example.com", "striped-silk-blouse", "E2E-2")?;
+    step(&format!(
+        "Jobs page: {} placed; its notification must run, its email wait",
+        held.receipt
+    ));
+    wait_cli_status(env, &held.notify, "Done").await?;
+    wait_job_row(c, &held.notify, "done").await?;
+    wait_job_row(c, &held.email, "pending").await?;
+    // The notification ran, so the workers polled: an email queue that
+    // ignored the pause would have claimed its job too. Give it a few more
+    // polls before checking.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _) = cli_job(env, &held.email)?.context("the held email job exists")?;
+    ensure!(
+        status == "Pending",
+        "the email job of {} ran while the email queue was paused: {status}",
+        held.receipt
+    );
+    wait_job_row(c, &held.email, "pending").await?;
+    wait_text_contains(c, "stat-pending", "1").await?;
+    screenshot(c, env, "jobs-email-paused").await?;
+
+    inspect_a_job(c, env, &held).await?;
+
+    step("Jobs page: cancelling two pending emails");
+    let cancelled = place_cli_order(env, "lost@example.com", "yellow-wool-jumper", "E2E-3")?;
+    let purged = place_cli_order(env, "gone@example.com", "floral-white-top", "E2E-4")?;
+    for order in [&cancelled, &purged] {
+        wait_job_row(c, &order.email, "pending").await?;
+        click_in_job_row(c, &order.email, "job-cancel").await?;
+        let row = wait_job_row(c, &order.email, "dead").await?;
+        ensure!(
+            row.error.contains("cancelled"),
+            "the cancelled job's row gives no reason: {row:?}"
+        );
+        wait_text_contains(c, "jobs-notice", "cancelled").await?;
+        let (status, error) = cli_job(env, &order.email)?.context("the cancelled job exists")?;
+        ensure!(
+            status == "Killed" && error.as_deref().is_some_and(|e| e.contains("cancelled")),
+            "cancelled on the page, yet the command line reads {status} {error:?}"
+        );
+    }
+    wait_text_contains(c, "stat-dead", "2").await?;
+    screenshot(c, env, "jobs-cancelled").await?;
+
+    step("Jobs page: resuming the email queue sends the held email only");
+    click(c, "queue-toggle-email").await?;
+    wait_text_contains(c, "queue-state-email", "Running").await?;
+    wait_cli_status(env, &held.email, "Done").await?;
+    wait_job_row(c, &held.email, "done").await?;
+    let stats = cli_json(env, &["jobs", "stats", "--json"])?;
+    ensure!(
+        !queue_paused(&stats, "email")?,
+        "after resuming Email on the page, jobs stats says {stats}"
+    );
+    for order in [&cancelled, &purged] {
+        let (status, _) = cli_job(env, &order.email)?.context("the cancelled job exists")?;
+        ensure!(
+            status == "Killed",
+            "a cancelled email job ran once its queue resumed: {status}"
+        );
+    }
+
+    step("Jobs page: retrying a dead email");
+    click_in_job_row(c, &cancelled.email, "job-retry").await?;
+    wait_text_contains(c, "jobs-notice", "will run again").await?;
+    let row = wait_job_row(c, &cancelled.email, "done").await?;
+    ensure!(
+        row.error.trim().is_empty(),
+        "the retried job still shows an error once done: {row:?}"
+    );
+    wait_cli_status(env, &cancelled.email, "Done").await?;
+    screenshot(c, env, "jobs-retried").await?;
+
+    step("Jobs page: deleting the dead jobs");
+    click(c, "jobs-purge-dead").await?;
+    wait_text_contains(c, "jobs-purge-question", "Delete 1 dead job?").await?;
+    screenshot(c, env, "jobs-purge-confirm").await?;
+    click(c, "jobs-purge-confirm").await?;
+    wait_text_contains(c, "jobs-notice", "Deleted 1 dead job.").await?;
+    wait_for("the deleted job's row to go", WAIT, || async {
+        let rows = job_rows(c).await?;
+        Ok((!rows.iter().any(|r| r.id == purged.email)).then_some(()))
+    })
+    .await?;
+    wait_text_contains(c, "stat-dead", "0").await?;
+    let jobs = cli_jobs(env)?;
+    ensure!(
+        !jobs.iter().any(|j| j["id"] == purged.email.as_str()),
+        "the dead job deleted on the page is still listed by the command line"
+    );
+    ensure!(
+        !jobs.iter().any(|j| j["status"] == "Killed"),
+        "dead jobs remain after deleting them on the page"
+    );
+    ensure!(
+        jobs.iter()
+            .any(|j| j["id"] == cancelled.email.as_str() && j["status"] == "Done"),
+        "deleting dead jobs took the retried, done one as well"
+    );
+    screenshot(c, env, "jobs-purged").await?;
+    step("Jobs page: every monitor action done from the page");
+    Ok(())
+}
+
+/// "Pause all" and "Resume all" on the page, read back by the command line.
+async fn pause_all_from_the_page(c: &Client, env: &Env) -> Result<()> {
+    step("Jobs page: pause all, then resume all");
+    wait_text_contains(c, "queue-toggle", "Pause all").await?;
+    click(c, "queue-toggle").await?;
+    wait_text_contains(c, "queue-state", "Paused").await?;
+    wait_text_contains(c, "queue-state-email", "Paused").await?;
+    wait_text_contains(c, "queue-state-notify", "Paused").await?;
+    let stats = cli_json(env, &["jobs", "stats", "--json"])?;
+    ensure!(
+        stats["paused"] == true,
+        "after Pause all on the page, jobs stats says {stats}"
+    );
+    wait_text_contains(c, "queue-toggle", "Resume all").await?;
+    click(c, "queue-toggle").await?;
+    wait_text_contains(c, "queue-state", "Running").await?;
+    wait_text_contains(c, "queue-state-email", "Running").await?;
+    let stats = cli_json(env, &["jobs", "stats", "--json"])?;
+    ensure!(
+        stats["paused"] == false
+            && !queue_paused(&stats, "email")?
+            && !queue_paused(&stats, "notify")?,
+        "after Resume all on the page, jobs stats says {stats}"
+    );
+    Ok(())
+}
+
+/// Clicking a job's row opens its details with the payload; clicking it
+/// again closes them.
+async fn inspect_a_job(c: &Client, env: &Env, order: &OrderJobs) -> Result<()> {
+    step("Jobs page: inspecting the held email job");
+    let row = find_job_row(c, &order.email)
+        .await?
+        .context("the held email job has a row")?;
+    // The first cell: the row's middle may be a button in other layouts.
+    let cell = row.find(Locator::Css("td")).await?;
+    cell.click().await.context("clicking the job's row")?;
+    let payload = wait_for("the job's payload in its details", WAIT, || async {
+        Ok(text_opt(c, "job-payload")
+            .await?
+            .filter(|t| t.contains(&order.order_id)))
+    })
+    .await?;
+    let shown: Value = serde_json::from_str(&payload)
+        .with_context(|| format!("the payload shown is not JSON: {payload:?}"))?;
+    let show = cli_json(env, &["jobs", "show", &order.email, "--json"])?;
+    ensure!(
+        shown == show["payload"],
+        "the page shows payload {shown} but jobs show says {}",
+        show["payload"]
+    );
+    let detail = text_opt(c, "job-detail").await?.unwrap_or_default();
+    ensure!(
+        detail.contains(&order.email),
+        "the details do not name the job {}: {detail:?}",
+        order.email
+    );
+    screenshot(c, env, "jobs-detail").await?;
+    cell.click().await.context("clicking the job's row again")?;
+    wait_for("the details to close", WAIT, || async {
+        Ok(find_opt(c, "job-detail").await?.is_none().then_some(()))
+    })
+    .await
+}
+
+/// The two jobs an order queued.
+struct OrderJobs {
+    receipt: String,
+    order_id: String,
+    email: String,
+    notify: String,
+}
+
+/// Places an order from the command line, as another till or a script
+/// would, and finds its jobs by their idempotency keys.
+fn place_cli_order(env: &Env, customer_email: &str, sku: &str, auth: &str) -> Result<OrderJobs> {
+    let line = format!("{sku}:1");
+    let pay = format!("card:{auth}");
+    let placed = cli_json(
+        env,
+        &[
+            "order",
+            "place",
+            "--customer-email",
+            customer_email,
+            "--line",
+            &line,
+            "--pay",
+            &pay,
+            "--json",
+        ],
+    )?;
+    let receipt = placed["receipt_number"]
+        .as_str()
+        .context("order place --json has a receipt_number")?
+        .to_string();
+    let order_id = placed["order_id"]
+        .as_str()
+        .context("order place --json has an order_id")?
+        .to_string();
+    let jobs = cli_jobs(env)?;
+    let job_with_key = |key: String| {
+        jobs.iter()
+            .find(|j| j["idempotency_key"] == key.as_str())
+            .and_then(|j| j["id"].as_str())
+            .map(str::to_string)
+            .with_context(|| format!("no job with key {key} after placing {receipt}"))
+    };
+    Ok(OrderJobs {
+        email: job_with_key(format!("order-confirmation/{order_id}"))?,
+        notify: job_with_key(format!("order-placed/{order_id}"))?,
+        receipt,
+        order_id,
+    })
+}
+
+fn cli_json(env: &Env, args: &[&str]) -> Result<Value> {
+    let out = cli(env, args)?;
+    serde_json::from_str(&out)
+        .with_context(|| format!("shopdesk {} printed no JSON: {out:?}", args.join(" ")))
+}
+
+/// Every job, as `jobs list --json` gives them.
+fn cli_jobs(env: &Env) -> Result<Vec<Value>> {
+    match cli_json(env, &["jobs", "list", "--limit", "1000", "--json"])? {
+        Value::Array(jobs) => Ok(jobs),
+        other => bail!("jobs list --json is not an array: {other}"),
+    }
+}
+
+/// A job's stored status and last error by the command line; `None` when
+/// it is not listed.
+fn cli_job(env: &Env, id: &str) -> Result<Option<(String, Option<String>)>> {
+    Ok(cli_jobs(env)?.into_iter().find(|j| j["id"] == id).map(|j| {
+        (
+            j["status"].as_str().unwrap_or_default().to_string(),
+            j["last_error"].as_str().map(str::to_string),
+        )
+    }))
+}
+
+async fn wait_cli_status(env: &Env, id: &str, want: &str) -> Result<()> {
+    let last = std::cell::RefCell::new(None);
+    wait_for(
+        &format!("jobs list to read job {id} as {want}"),
+        WAIT,
+        || async {
+            let job = cli_job(env, id)?;
+            let ok = job.as_ref().is_some_and(|(s, _)| s == want);
+            last.replace(job);
+            Ok(ok.then_some(()))
+        },
+    )
+    .await
+    .with_context(|| format!("last read: {:?}", last.borrow()))
+}
+
+/// Whether `jobs stats --json` lists `queue` as paused.
+fn queue_paused(stats: &Value, queue: &str) -> Result<bool> {
+    stats["queues"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|q| q["queue"] == queue)
+        .and_then(|q| q["paused"].as_bool())
+        .with_context(|| format!("jobs stats --json has no queue {queue}: {stats}"))
+}
+
+/// One row of the Jobs page's table, as shown.
+#[derive(Debug)]
+struct JobRow {
+    id: String,
+    status: String,
+    error: String,
+}
+
+/// The job rows shown, read in one go.
+async fn job_rows(c: &Client) -> Result<Vec<JobRow>> {
+    let v = c
+        .execute(
+            "const text = (row, id) => {
+               const el = row.querySelector(`[data-testid=\"${id}\"]`);
+               return el ? (el.innerText || el.textContent || '') : '';
+             };
+             return [...document.querySelectorAll('[data-testid=\"job-row\"]')].map(row => ({
+               id: row.dataset.jobId || '',
+               status: text(row, 'job-status'),
+               error: text(row, 'job-error'),
+             }));",
+            vec![],
+        )
+        .await?;
+    let rows = v.as_array().context("the job rows script returns a list")?;
+    Ok(rows
+        .iter()
+        .map(|r| JobRow {
+            id: r["id"].as_str().unwrap_or_default().to_string(),
+            status: r["status"].as_str().unwrap_or_default().trim().to_string(),
+            error: r["error"].as_str().unwrap_or_default().trim().to_string(),
+        })
+        .collect())
+}
+
+/// Waits until the page shows job `id` with the status word `want`.
+async fn wait_job_row(c: &Client, id: &str, want: &str) -> Result<JobRow> {
+    let last = std::cell::RefCell::new(None);
+    wait_for(
+        &format!("the Jobs page to show job {id} as {want}"),
+        WAIT,
+        || async {
+            let row = job_rows(c).await?.into_iter().find(|r| r.id == id);
+            last.replace(row.as_ref().map(|r| r.status.clone()));
+            Ok(row.filter(|r| r.status == want))
+        },
+    )
+    .await
+    .with_context(|| format!("its row last read {:?}", last.borrow()))
+}
+
+async fn find_job_row(c: &Client, id: &str) -> Result<Option<Element>> {
+    let selector = format!("[data-testid=\"job-row\"][data-job-id=\"{id}\"]");
+    Ok(c.find_all(Locator::Css(&selector))
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// Clicks a button (`job-retry`, `job-cancel`) in job `id`'s row.
+async fn click_in_job_row(c: &Client, id: &str, button: &str) -> Result<()> {
+    let row = find_job_row(c, id)
+        .await?
+        .with_context(|| format!("job {id} has no row"))?;
+    let selector = format!("[data-testid=\"{button}\"]");
+    let b = row
+        .find(Locator::Css(&selector))
+        .await
+        .with_context(|| format!("job {id}'s row has no {button} button"))?;
+    if b.click().await.is_err() {
+        c.execute("arguments[0].click();", vec![elem_arg(&b)?])
+            .await
+            .with_context(|| format!("clicking {button} of job {id}"))?;
+    }
     Ok(())
 }
 

@@ -616,8 +616,14 @@ async fn jobs_page_actions(c: &Client, env: &Env) -> Result<()> {
     step("Jobs page: cancelling two pending emails");
     let cancelled = place_cli_order(env, "lost@example.com", "yellow-wool-jumper", "E2E-3")?;
     let purged = place_cli_order(env, "gone@example.com", "floral-white-top", "E2E-4")?;
+    // New rows go on top and push the others down: wait until both orders'
+    // rows are shown and settled, or a click may land on the wrong row.
     for order in [&cancelled, &purged] {
+        wait_cli_status(env, &order.notify, "Done").await?;
+        wait_job_row(c, &order.notify, "done").await?;
         wait_job_row(c, &order.email, "pending").await?;
+    }
+    for order in [&cancelled, &purged] {
         click_in_job_row(c, &order.email, "job-cancel").await?;
         let row = wait_job_row(c, &order.email, "dead").await?;
         ensure!(
@@ -632,6 +638,18 @@ async fn jobs_page_actions(c: &Client, env: &Env) -> Result<()> {
         );
     }
     wait_text_contains(c, "stat-dead", "2").await?;
+    let mut dead: Vec<String> = cli_jobs(env)?
+        .iter()
+        .filter(|j| j["status"] == "Killed")
+        .filter_map(|j| j["id"].as_str().map(str::to_string))
+        .collect();
+    dead.sort();
+    let mut want = vec![cancelled.email.clone(), purged.email.clone()];
+    want.sort();
+    ensure!(
+        dead == want,
+        "cancelling {want:?} on the page left these jobs dead: {dead:?}"
+    );
     screenshot(c, env, "jobs-cancelled").await?;
 
     step("Jobs page: resuming the email queue sends the held email only");

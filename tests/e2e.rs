@@ -490,10 +490,14 @@ async fn jobs(c: &Client, env: &Env) -> Result<()> {
     .await?;
 
     step("Jobs: a pause from the command line shows up in the open app");
+    cli(env, &["jobs", "pause", "email"])?;
+    wait_text_contains(c, "queue-state-email", "Paused").await?;
+    wait_text_contains(c, "queue-state-notify", "Running").await?;
     cli(env, &["jobs", "pause"])?;
     wait_text_contains(c, "queue-state", "Paused").await?;
     cli(env, &["jobs", "resume"])?;
     wait_text_contains(c, "queue-state", "Running").await?;
+    wait_text_contains(c, "queue-state-email", "Running").await?;
     Ok(())
 }
 

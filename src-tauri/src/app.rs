@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use shopdesk_core::queue::admin::QueueState;
 use shopdesk_core::queue::JobStats;
 use shopdesk_core::{worker, Shop};
 use tauri::async_runtime::JoinHandle;
@@ -159,7 +160,8 @@ fn start_worker(
 /// Publishes job counts (event for the pages, text for the tray) each time
 /// they may have changed, coalescing bursts. Every few seconds it also looks
 /// for changes made by other processes (the CLI, a headless worker, another
-/// till) and publishes those it finds.
+/// till) and publishes those it finds: a change of counts, or of which
+/// queues are paused (pausing one queue leaves the counts as they were).
 async fn publish_job_stats(
     app: AppHandle,
     shop: Arc<Shop>,
@@ -168,7 +170,7 @@ async fn publish_job_stats(
 ) {
     let mut outside = tokio::time::interval(LOOK_OUTSIDE_EVERY);
     outside.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last: Option<JobStats> = None;
+    let mut last: Option<(JobStats, Vec<QueueState>)> = None;
     loop {
         let signalled = tokio::select! {
             _ = changed.notified() => true,
@@ -176,17 +178,19 @@ async fn publish_job_stats(
             _ = stop.changed() => return,
         };
         let shop = Arc::clone(&shop);
-        match tauri::async_runtime::spawn_blocking(move || shop.job_stats()).await {
-            Ok(Ok(stats)) if signalled || last.as_ref() != Some(&stats) => {
+        let read = move || Ok::<_, shopdesk_core::Error>((shop.job_stats()?, shop.queue_states()?));
+        match tauri::async_runtime::spawn_blocking(read).await {
+            Ok(Ok(now)) if signalled || last.as_ref() != Some(&now) => {
+                let stats = &now.0;
                 if let Some(handle) = app.try_state::<TrayHandle>() {
                     if let Some(tray) = &handle.0 {
-                        tray.update(&stats);
+                        tray.update(stats);
                     }
                 }
-                if let Err(e) = app.emit(JOBS_CHANGED, &stats) {
+                if let Err(e) = app.emit(JOBS_CHANGED, stats) {
                     tracing::warn!(error = %e, "could not emit {JOBS_CHANGED}");
                 }
-                last = Some(stats);
+                last = Some(now);
             }
             Ok(Ok(_)) => continue,
             Ok(Err(e)) => tracing::warn!(error = %e, "could not read job counts"),

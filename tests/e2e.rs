@@ -493,6 +493,7 @@ async fn jobs(c: &Client, env: &Env) -> Result<()> {
     cli(env, &["jobs", "pause", "email"])?;
     wait_text_contains(c, "queue-state-email", "Paused").await?;
     wait_text_contains(c, "queue-state-notify", "Running").await?;
+    wait_text_contains(c, "queue-state", "Email paused").await?;
     cli(env, &["jobs", "pause"])?;
     wait_text_contains(c, "queue-state", "Paused").await?;
     cli(env, &["jobs", "resume"])?;
@@ -586,7 +587,7 @@ async fn jobs_page_actions(c: &Client, env: &Env) -> Result<()> {
     click(c, "queue-toggle-email").await?;
     wait_text_contains(c, "queue-state-email", "Paused").await?;
     wait_text_contains(c, "queue-state-notify", "Running").await?;
-    wait_text_contains(c, "queue-state", "Running").await?;
+    wait_text_contains(c, "queue-state", "Email paused").await?;
     let stats = cli_json(env, &["jobs", "stats", "--json"])?;
     ensure!(
         queue_paused(&stats, "email")? && !queue_paused(&stats, "notify")?,

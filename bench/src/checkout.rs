@@ -7,7 +7,6 @@
 //! a raw FULL commit made just before it, on the same disk.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,10 +74,6 @@ struct Till {
     seeded: usize,
     seed_elapsed: Duration,
     backlog_at_end: u64,
-    /// Orders go through this connection instead of the shop's: FULL, no
-    /// automatic checkpoints, a [`Checkpointer`] doing them in the
-    /// background.
-    own: Option<(Connection, Checkpointer)>,
 }
 
 impl Till {
@@ -108,23 +103,7 @@ impl Till {
             seeded,
             seed_elapsed,
             backlog_at_end: 0,
-            own: None,
         })
-    }
-
-    /// A till whose checkout commits never checkpoint: its connection has
-    /// `wal_autocheckpoint=0` and a thread of its own checkpoints every
-    /// 100 ms (what core could do; see [`Comparison::background_checkpoints`]).
-    fn with_background_checkpoints(seeded: usize) -> BenchResult<Till> {
-        let mut till = Till::new(seeded)?;
-        let path = till.db_path();
-        let conn = db::open_raw(&path, Durability::Full)?;
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        till.own = Some((
-            conn,
-            Checkpointer::start(&path, Duration::from_millis(100))?,
-        ));
-        Ok(till)
     }
 
     fn db_path(&self) -> PathBuf {
@@ -139,10 +118,7 @@ impl Till {
         let raw = self.raw.commit()?;
         let req = order_request(format!("bench-{i}"), &self.products, i);
         let started = Instant::now();
-        let placed = match &mut self.own {
-            Some((conn, _)) => checkout::place(conn, &req)?,
-            None => self.shop.place_order(&req)?,
-        };
+        let placed = self.shop.place_order(&req)?;
         if let Some(send) = send {
             render_email(&self.reader, &self.db_path(), &placed.order_id)?;
             std::thread::sleep(send);
@@ -210,14 +186,13 @@ impl Till {
             emails_pending: count(false)?,
         };
         drop(conn);
-        drop(self.own);
         drop(self.shop);
         drop(self.dir);
         Ok(run)
     }
 }
 
-/// The four checkout measurements that take turns, and the anatomy.
+/// The three checkout measurements that take turns, and the anatomy.
 #[derive(Debug, Clone, Default)]
 pub struct Comparison {
     /// Worker alongside, running the jobs as the app does ([`BenchJobs`]).
@@ -227,10 +202,6 @@ pub struct Comparison {
     pub slow_email: CheckoutRun,
     /// No worker: what checkout costs on its own.
     pub no_worker: CheckoutRun,
-    /// As `normal`, but checkout's connection never checkpoints (a thread
-    /// of its own does, every 100 ms): what moving checkpoints off the
-    /// checkout path would change.
-    pub background_checkpoints: CheckoutRun,
     /// Measured on the no-worker database after the turns.
     pub anatomy: Anatomy,
 }
@@ -245,51 +216,12 @@ pub struct Anatomy {
     pub wal_pages_per_order: f64,
 }
 
-/// Checkpoints a database from a thread of its own, PASSIVE (never waits
-/// for writers), every `every`, until dropped.
-struct Checkpointer {
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Checkpointer {
-    fn start(path: &Path, every: Duration) -> BenchResult<Self> {
-        let conn = db::open_raw(path, Durability::Normal)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("bench-checkpoint".into())
-            .spawn(move || {
-                while !stopping.load(Ordering::Relaxed) {
-                    std::thread::sleep(every);
-                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        eprintln!("background checkpoint failed: {e}");
-                    }
-                }
-            })?;
-        Ok(Self {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// Checkout with the worker alongside (normal and slow email), without it,
-/// and with checkpoints moved off its path, each on its own database of
-/// `pace.seeded` orders; then, on the no-worker database, the anatomy of
-/// `anatomy_orders` more orders. The four take turns in `pace.blocks`
-/// blocks each, a worker running only during its till's blocks, so that
-/// the machine's other work weighs on all four alike.
+/// Checkout with the worker alongside (normal and slow email) and without
+/// it, each on its own database of `pace.seeded` orders; then, on the
+/// no-worker database, the anatomy of `anatomy_orders` more orders. The
+/// three take turns in `pace.blocks` blocks each, a worker running only
+/// during its till's blocks, so that the machine's other work weighs on all
+/// three alike.
 pub fn compare(
     pace: Pace,
     email_delay: Duration,
@@ -299,7 +231,6 @@ pub fn compare(
         (Till::new(pace.seeded)?, Some(None)),
         (Till::new(pace.seeded)?, Some(Some(email_delay))),
         (Till::new(pace.seeded)?, None),
-        (Till::with_background_checkpoints(pace.seeded)?, Some(None)),
     ];
     let rt = runtime()?;
     let blocks = pace.blocks.max(1);
@@ -327,13 +258,12 @@ pub fn compare(
             result?;
         }
     }
-    let [(normal, _), (slow_email, _), (mut no_worker, _), (background, _)] = tills;
+    let [(normal, _), (slow_email, _), (mut no_worker, _)] = tills;
     let anatomy = no_worker.anatomy(anatomy_orders)?;
     Ok(Comparison {
         normal: normal.finish()?,
         slow_email: slow_email.finish()?,
         no_worker: no_worker.finish()?,
-        background_checkpoints: background.finish()?,
         anatomy,
     })
 }

@@ -34,8 +34,7 @@ pub struct Sizes {
     pub checkout_samples: usize,
     /// Pause after each order.
     pub checkout_gap: Duration,
-    /// Turns each checkout till takes (normal, slow email, no worker,
-    /// background checkpoints).
+    /// Turns each checkout till takes (normal, slow email, no worker).
     pub checkout_blocks: usize,
     /// Orders placed with synchronous=OFF to see where checkout's time goes.
     pub anatomy_orders: usize,
@@ -143,7 +142,7 @@ pub fn run(sizes: &Sizes, progress: &mut dyn FnMut(&str)) -> BenchResult<Figures
     progress("pickup on an idle queue");
     let pickup = queue::pickup(sizes.pickup_samples)?;
 
-    progress("checkout: worker alongside (normal, slow email), none, background checkpoints");
+    progress("checkout with the worker alongside (normal, slow email) and without it");
     let checkout = checkout::compare(
         checkout_pace(sizes),
         sizes.email_latency,
@@ -166,7 +165,6 @@ pub fn run(sizes: &Sizes, progress: &mut dyn FnMut(&str)) -> BenchResult<Figures
         checkout: checkout.normal,
         checkout_slow_email: checkout.slow_email,
         checkout_no_worker: checkout.no_worker,
-        checkout_background_checkpoints: checkout.background_checkpoints,
         checkout_anatomy: checkout.anatomy,
         sync_email_checkout: sync_email,
         enqueue,
@@ -239,7 +237,6 @@ pub fn run_one(name: &str, sizes: &Sizes) -> BenchResult<Vec<(&'static str, f64)
                 normal: c,
                 slow_email: s,
                 no_worker: n,
-                background_checkpoints: b,
                 anatomy: a,
             } = checkout::compare(
                 checkout_pace(sizes),
@@ -247,14 +244,6 @@ pub fn run_one(name: &str, sizes: &Sizes) -> BenchResult<Vec<(&'static str, f64)
                 sizes.anatomy_orders,
             )?;
             vec![
-                (
-                    "whatif_bg_checkpoints_checkout_p50_ms",
-                    b.latencies.p50_ms(),
-                ),
-                (
-                    "whatif_bg_checkpoints_checkout_p99_ms",
-                    b.latencies.p99_ms(),
-                ),
                 ("checkout_sync_off_p50_ms", a.sync_off.p50_ms()),
                 ("checkout_wal_pages_per_order", a.wal_pages_per_order),
                 ("checkout_no_worker_p50_ms", n.latencies.p50_ms()),

@@ -60,7 +60,6 @@ pub struct Figures {
     pub checkout: CheckoutRun,
     pub checkout_slow_email: CheckoutRun,
     pub checkout_no_worker: CheckoutRun,
-    pub checkout_background_checkpoints: CheckoutRun,
     pub checkout_anatomy: crate::checkout::Anatomy,
     pub sync_email_checkout: CheckoutRun,
     pub enqueue: Rate,
@@ -115,8 +114,6 @@ pub const NUMERIC_KEYS: &[&str] = &[
     "checkout_no_worker_p99_ms",
     "checkout_sync_off_p50_ms",
     "checkout_wal_pages_per_order",
-    "whatif_bg_checkpoints_checkout_p50_ms",
-    "whatif_bg_checkpoints_checkout_p99_ms",
     "sync_email_checkout_p50_ms",
     "email_latency_ms",
     "enqueue_per_s",
@@ -224,7 +221,6 @@ impl Figures {
         let s = &self.checkout_slow_email;
         let y = &self.sync_email_checkout;
         let n = &self.checkout_no_worker;
-        let b = &self.checkout_background_checkpoints;
         let baseline = c.raw_full.p50_ms();
         let rates = |drains: &[crate::queue::Drain]| {
             Field::V(json!(drains
@@ -314,26 +310,6 @@ impl Figures {
                 "checkout_wal_pages_per_order",
                 num(self.checkout_anatomy.wal_pages_per_order, 1),
             ),
-            (
-                "whatif_bg_checkpoints_checkout_p50_ms",
-                num(b.latencies.p50_ms(), 3),
-            ),
-            (
-                "whatif_bg_checkpoints_checkout_p99_ms",
-                num(b.latencies.p99_ms(), 3),
-            ),
-            (
-                "whatif_bg_checkpoints_checkout_max_ms",
-                num(b.latencies.max_ms(), 3),
-            ),
-            (
-                "whatif_bg_checkpoints_raw_full_p50_ms",
-                num(b.raw_full.p50_ms(), 3),
-            ),
-            (
-                "whatif_bg_checkpoints_raw_full_p99_ms",
-                num(b.raw_full.p99_ms(), 3),
-            ),
             ("sync_email_checkout_p50_ms", num(y.latencies.p50_ms(), 3)),
             ("sync_email_checkout_max_ms", num(y.latencies.max_ms(), 3)),
             ("sync_email_checkout_samples", int(y.latencies.len() as u64)),
@@ -384,14 +360,6 @@ impl Figures {
                     (
                         "checkout_no_worker_p99_over_paired_raw_full_p50",
                         num(n.latencies.p99_ms() / n.raw_full.p50_ms(), 2),
-                    ),
-                    (
-                        "whatif_bg_checkpoints_p50_over_paired_raw_full_p50",
-                        num(b.latencies.p50_ms() / b.raw_full.p50_ms(), 2),
-                    ),
-                    (
-                        "whatif_bg_checkpoints_p99_over_paired_raw_full_p50",
-                        num(b.latencies.p99_ms() / b.raw_full.p50_ms(), 2),
                     ),
                     (
                         "checkout_p50_over_raw_full_p50",

@@ -1,6 +1,8 @@
 //! Checkout through the real [`Shop::place_order`] on a database that
 //! already holds many orders, while a worker runs the order jobs alongside
-//! (or, for comparison, with the email sent before checkout answers).
+//! with the shop's own handler (or, for comparison, with the email sent
+//! before checkout answers). A slow email provider is a real HTTP server on
+//! loopback (the tests' mail sink) that answers each email after a delay.
 //!
 //! The cost of one durable commit on a shared disk swings by an order of
 //! magnitude with what else is writing, so every timed order is paired with
@@ -15,7 +17,8 @@ use shopdesk_core::catalog::Product;
 use shopdesk_core::checkout::{self, LineRequest, OrderRequest, Payment};
 use shopdesk_core::db::{self, Durability};
 use shopdesk_core::queue::{Job, JobError, JobHandler};
-use shopdesk_core::{jobs, mail, notify, orders, settings, Shop};
+use shopdesk_core::{jobs, mail, notify, orders, secrets, settings, Shop};
+use shopdesk_tests::sink::MailSink;
 
 use crate::queue::{checkpoint, JobFuture, RunningWorker};
 use crate::raw::{self, Committer};
@@ -26,6 +29,9 @@ pub const WARMUP: usize = 10;
 
 /// Products in the bench catalog.
 const PRODUCTS: usize = 40;
+
+/// The API key the shops send to the mail sink (which takes any).
+const API_KEY: &str = "re_bench_0123456789abcdef";
 
 #[derive(Debug, Clone, Default)]
 pub struct CheckoutRun {
@@ -41,9 +47,13 @@ pub struct CheckoutRun {
     /// Jobs not yet finished when the last timed order was placed.
     pub backlog_at_end: u64,
     /// Email jobs of the bench's orders that were done when the worker
-    /// stopped, and those that were not.
+    /// stopped (written to the outbox, or accepted by the HTTP provider),
+    /// and those that were not.
     pub emails_written: u64,
     pub emails_pending: u64,
+    /// Emails the HTTP provider accepted (distinct idempotency keys); 0
+    /// when the shop writes its email to the outbox.
+    pub emails_accepted_by_provider: u64,
 }
 
 /// How checkout is paced and interleaved.
@@ -60,11 +70,23 @@ pub struct Pace {
     pub blocks: usize,
 }
 
+/// Where a till's shop sends its confirmation emails.
+#[derive(Debug, Clone, Copy)]
+enum Email {
+    /// The outbox folder (the shop's default): a file written and fsynced.
+    Outbox,
+    /// The HTTP provider, a mail sink on loopback that answers each email
+    /// after this long.
+    Http { answer_after: Duration },
+}
+
 /// A shop on a fresh database with `seeded` orders, and a side database
 /// for paired raw commits.
 struct Till {
     dir: tempfile::TempDir,
     shop: Shop,
+    /// The HTTP provider, for [`Email::Http`].
+    sink: Option<MailSink>,
     products: Vec<Product>,
     raw: Committer,
     reader: Mutex<Option<Connection>>,
@@ -77,11 +99,20 @@ struct Till {
 }
 
 impl Till {
-    fn new(seeded: usize) -> BenchResult<Till> {
+    fn new(seeded: usize, email: Email) -> BenchResult<Till> {
         let dir = tempfile::tempdir()?;
         let shop = Shop::open(&dir.path().join("shop"))?;
         shop.set_setting("shop_name", "Bench Shop")?;
         shop.set_setting("shop_email", "orders@bench.example")?;
+        let sink = match email {
+            Email::Outbox => None,
+            Email::Http { answer_after } => {
+                let sink = MailSink::start();
+                sink.set_delay(answer_after);
+                use_http_provider(&shop, &sink.url())?;
+                Some(sink)
+            }
+        };
         let summary = shop.import_products_csv_str("bench.csv", &catalog_csv(PRODUCTS))?;
         if summary.imported != PRODUCTS as u64 {
             return Err(format!("bench catalog: {summary:?}").into());
@@ -94,6 +125,7 @@ impl Till {
         Ok(Till {
             dir,
             shop,
+            sink,
             products,
             raw,
             reader: Mutex::new(None),
@@ -184,8 +216,13 @@ impl Till {
             backlog_at_end: self.backlog_at_end,
             emails_written: count(true)?,
             emails_pending: count(false)?,
+            emails_accepted_by_provider: self
+                .sink
+                .as_ref()
+                .map_or(0, |sink| sink.accepted_keys().len() as u64),
         };
         drop(conn);
+        drop(self.sink);
         drop(self.shop);
         drop(self.dir);
         Ok(run)
@@ -195,10 +232,11 @@ impl Till {
 /// The three checkout measurements that take turns, and the anatomy.
 #[derive(Debug, Clone, Default)]
 pub struct Comparison {
-    /// Worker alongside, running the jobs as the app does ([`BenchJobs`]).
+    /// Worker alongside, running the jobs as the app does ([`BenchJobs`]),
+    /// the email written to the outbox.
     pub normal: CheckoutRun,
-    /// Worker alongside, every email job taking `email_delay` longer (a
-    /// slow provider).
+    /// Worker alongside, the email sent to the HTTP provider, which answers
+    /// each after `email_latency` (a slow provider).
     pub slow_email: CheckoutRun,
     /// No worker: what checkout costs on its own.
     pub no_worker: CheckoutRun,
@@ -224,13 +262,17 @@ pub struct Anatomy {
 /// three alike.
 pub fn compare(
     pace: Pace,
-    email_delay: Duration,
+    email_latency: Duration,
     anatomy_orders: usize,
 ) -> BenchResult<Comparison> {
+    let slow = Email::Http {
+        answer_after: email_latency,
+    };
+    // (till, whether a worker runs alongside)
     let mut tills = [
-        (Till::new(pace.seeded)?, Some(None)),
-        (Till::new(pace.seeded)?, Some(Some(email_delay))),
-        (Till::new(pace.seeded)?, None),
+        (Till::new(pace.seeded, Email::Outbox)?, true),
+        (Till::new(pace.seeded, slow)?, true),
+        (Till::new(pace.seeded, Email::Outbox)?, false),
     ];
     let rt = runtime()?;
     let blocks = pace.blocks.max(1);
@@ -239,12 +281,12 @@ pub fn compare(
         if block == 0 {
             timed += WARMUP;
         }
-        for (till, worker_delay) in tills.iter_mut() {
-            let worker = worker_delay.map(|delay| {
+        for (till, with_worker) in tills.iter_mut() {
+            let worker = with_worker.then(|| {
                 RunningWorker::start(
                     &rt,
                     till.shop.worker_config(),
-                    Arc::new(BenchJobs::new(&till.shop, delay)),
+                    Arc::new(BenchJobs::new(&till.shop)),
                 )
             });
             // Let the worker open its connection before the first order.
@@ -271,7 +313,7 @@ pub fn compare(
 /// Checkout that renders the email and "sends" it (a sleep of
 /// `send_latency`) before answering; no worker runs.
 pub fn sync_email(pace: Pace, send_latency: Duration) -> BenchResult<CheckoutRun> {
-    let mut till = Till::new(pace.seeded)?;
+    let mut till = Till::new(pace.seeded, Email::Outbox)?;
     for _ in 0..(WARMUP + pace.samples) {
         till.round(Some(send_latency), pace.gap)?;
     }
@@ -415,21 +457,34 @@ fn seed_orders(db_path: &Path, products: &[Product], n: usize) -> BenchResult<()
 }
 
 /// The order's confirmation email, rendered by the real code from the
-/// database (read on the handler's own connection, opened once).
+/// database (read on a connection of its own, opened once).
 fn render_email(
     reader: &Mutex<Option<Connection>>,
     db_path: &Path,
     order_id: &str,
 ) -> Result<mail::Email, JobError> {
-    let (detail, sender) = load_order(reader, db_path, order_id)?;
+    let detail = read_order(reader, db_path, order_id)?;
+    let sender = {
+        let slot = reader.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = slot
+            .as_ref()
+            .ok_or_else(|| JobError::Retryable("no reader".into()))?;
+        let setting =
+            |key| settings::get(conn, key).map_err(|e| JobError::Retryable(e.to_string()));
+        mail::Sender {
+            shop_name: setting("shop_name")?,
+            email: setting("shop_email")?,
+        }
+    };
     mail::order_confirmation(&detail, &sender).map_err(JobError::Permanent)
 }
 
-fn load_order(
+/// An order as `orders::get` reads it, on `reader` (opened on first use).
+fn read_order(
     reader: &Mutex<Option<Connection>>,
     db_path: &Path,
     order_id: &str,
-) -> Result<(orders::OrderDetail, mail::Sender), JobError> {
+) -> Result<orders::OrderDetail, JobError> {
     let retryable = |e: shopdesk_core::Error| JobError::Retryable(e.to_string());
     let mut slot = reader.lock().unwrap_or_else(|p| p.into_inner());
     if slot.is_none() {
@@ -438,87 +493,64 @@ fn load_order(
     let conn = slot
         .as_ref()
         .ok_or_else(|| JobError::Retryable("no reader".into()))?;
-    let detail = orders::get(conn, order_id)
+    orders::get(conn, order_id)
         .map_err(retryable)?
-        .ok_or_else(|| JobError::Permanent(format!("order {order_id} does not exist")))?;
-    let sender = mail::Sender {
-        shop_name: settings::get(conn, "shop_name").map_err(retryable)?,
-        email: settings::get(conn, "shop_email").map_err(retryable)?,
-    };
-    Ok((detail, sender))
+        .ok_or_else(|| JobError::Permanent(format!("order {order_id} does not exist")))
 }
 
-/// The shop's jobs as `Shop::job_handler()` runs them, except that the
-/// notification is built but not shown (showing needs a desktop session's
-/// D-Bus): the email job reads the order, renders the real email and writes
-/// it to the outbox (fsynced), optionally after `email_delay` (a slow
-/// provider).
+/// Points the shop's email at the HTTP provider at `url`, as Settings does,
+/// with the API key in the shop's secret file.
+fn use_http_provider(shop: &Shop, url: &str) -> BenchResult<()> {
+    // The shop's jobs read the key from where this says: the file, never
+    // the desktop's keyring (this process is the bench's own).
+    std::env::set_var(secrets::SECRET_STORE_ENV, "file");
+    shop.config_set("email_provider", "resend")?;
+    shop.config_set("email_api_url", url)?;
+    shop.config_set(settings::EMAIL_API_KEY, API_KEY)?;
+    Ok(())
+}
+
+/// The shop's jobs as the app runs them, except that the notification is
+/// built but not shown (showing needs a desktop session's D-Bus): the email
+/// job goes to the shop's own handler ([`Shop::job_handler`]), which renders
+/// the email from the database and writes it to the outbox or sends it to
+/// the HTTP provider, as the shop's settings say.
 pub struct BenchJobs {
+    shop_jobs: Arc<dyn JobHandler>,
     db_path: PathBuf,
-    outbox: PathBuf,
     reader: Arc<Mutex<Option<Connection>>>,
-    email_delay: Option<Duration>,
 }
 
 impl BenchJobs {
-    pub fn new(shop: &Shop, email_delay: Option<Duration>) -> Self {
+    pub fn new(shop: &Shop) -> Self {
         Self {
+            shop_jobs: shop.job_handler(),
             db_path: shop.data().database(),
-            outbox: shop.data().outbox(),
             reader: Arc::default(),
-            email_delay,
         }
     }
 }
 
-fn joined<T>(r: Result<Result<T, JobError>, tokio::task::JoinError>) -> Result<T, JobError> {
-    r.map_err(|e| JobError::Retryable(format!("job task failed: {e}")))?
-}
-
 impl JobHandler for BenchJobs {
     fn handle(&self, job: Job) -> JobFuture {
+        if job.job_type != jobs::ORDER_NOTIFICATION {
+            return self.shop_jobs.handle(job);
+        }
         let db_path = self.db_path.clone();
-        let outbox = self.outbox.clone();
         let reader = self.reader.clone();
-        let delay = self.email_delay;
         Box::pin(async move {
-            let order_id = job.payload["order_id"]
-                .as_str()
-                .ok_or_else(|| JobError::Permanent("bad job payload".into()))?
-                .to_string();
-            match job.job_type.as_str() {
-                jobs::ORDER_CONFIRMATION_EMAIL => {
-                    let email = joined(
-                        tokio::task::spawn_blocking(move || {
-                            render_email(&reader, &db_path, &order_id)
-                        })
-                        .await,
-                    )?;
-                    if let Some(delay) = delay {
-                        tokio::time::sleep(delay).await;
-                    }
-                    joined(
-                        tokio::task::spawn_blocking(move || {
-                            mail::write_to_outbox(&outbox, &email)
-                                .map(|_| ())
-                                .map_err(|e| JobError::Retryable(e.to_string()))
-                        })
-                        .await,
-                    )
+            let order: jobs::OrderJob = serde_json::from_value(job.payload)
+                .map_err(|e| JobError::Permanent(format!("bad job payload: {e}")))?;
+            tokio::task::spawn_blocking(move || {
+                let detail = read_order(&reader, &db_path, &order.order_id)?;
+                let note = notify::order_placed(&detail);
+                if note.summary.is_empty() {
+                    return Err(JobError::Permanent("empty notification".into()));
                 }
-                jobs::ORDER_NOTIFICATION => joined(
-                    tokio::task::spawn_blocking(move || {
-                        let (detail, _) = load_order(&reader, &db_path, &order_id)?;
-                        let note = notify::order_placed(&detail);
-                        if note.summary.is_empty() {
-                            return Err(JobError::Permanent("empty notification".into()));
-                        }
-                        Ok(())
-                    })
-                    .await,
-                ),
-                other => Err(JobError::Permanent(format!("unknown job type {other}"))),
-            }
+                Ok(())
+            })
+            .await
+            .map_err(|e| JobError::Retryable(format!("job task failed: {e}")))?
         })
     }
 }

@@ -38,8 +38,9 @@ pub struct Sizes {
     pub checkout_blocks: usize,
     /// Orders placed with synchronous=OFF to see where checkout's time goes.
     pub anatomy_orders: usize,
-    /// What "a slow email" takes: the handler's delay per email job, and the
-    /// synchronous send of the comparison mode.
+    /// What "a slow email" takes: how long the email provider (a mail sink
+    /// on loopback) takes to answer each email on the slow-email till, and
+    /// the synchronous send of the comparison mode.
     pub email_latency: Duration,
     /// Timed checkouts that send the email before answering.
     pub sync_email_samples: usize,
@@ -386,9 +387,16 @@ mod tests {
             figures.drains.history[0].history,
             Sizes::tiny().history_jobs as u64
         );
-        assert_eq!(
-            figures.checkout.emails_written + figures.checkout.emails_pending,
-            (Sizes::tiny().checkout_samples + checkout::WARMUP) as u64,
+        let orders = (Sizes::tiny().checkout_samples + checkout::WARMUP) as u64;
+        let (normal, slow) = (&figures.checkout, &figures.checkout_slow_email);
+        assert_eq!(normal.emails_written + normal.emails_pending, orders);
+        assert_eq!(slow.emails_written + slow.emails_pending, orders);
+        // The normal till writes to the outbox; every email job done on the
+        // slow one was accepted by the HTTP provider.
+        assert_eq!(normal.emails_accepted_by_provider, 0);
+        assert!(
+            slow.emails_written > 0 && slow.emails_written <= slow.emails_accepted_by_provider,
+            "{slow:?}"
         );
         // The table renders every figure too.
         let table = figures.to_table();

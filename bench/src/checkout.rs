@@ -1,8 +1,9 @@
 //! Checkout through the real [`Shop::place_order`] on a database that
 //! already holds many orders, while a worker runs the order jobs alongside
-//! with the shop's own handler (or, for comparison, with the email sent
-//! before checkout answers). A slow email provider is a real HTTP server on
-//! loopback (the tests' mail sink) that answers each email after a delay.
+//! with the shop's own handler (or, for comparison, with checkout sending
+//! the email itself before it answers). A slow email provider is a real
+//! HTTP server on loopback (the tests' mail sink) that answers each email
+//! after a delay.
 //!
 //! The cost of one durable commit on a shared disk swings by an order of
 //! magnitude with what else is writing, so every timed order is paired with
@@ -17,7 +18,7 @@ use shopdesk_core::catalog::Product;
 use shopdesk_core::checkout::{self, LineRequest, OrderRequest, Payment};
 use shopdesk_core::db::{self, Durability};
 use shopdesk_core::queue::{Job, JobError, JobHandler};
-use shopdesk_core::{jobs, mail, notify, orders, secrets, settings, Shop};
+use shopdesk_core::{jobs, notify, orders, secrets, settings, Shop};
 use shopdesk_tests::sink::MailSink;
 
 use crate::queue::{checkpoint, JobFuture, RunningWorker};
@@ -35,8 +36,8 @@ const API_KEY: &str = "re_bench_0123456789abcdef";
 
 #[derive(Debug, Clone, Default)]
 pub struct CheckoutRun {
-    /// Per order: `place_order` (plus the synchronous send in
-    /// [`sync_email`]).
+    /// Per order: `place_order` (plus, in [`sync_email`], sending its
+    /// email and waiting for the provider's answer).
     pub latencies: Latencies,
     /// One-row FULL commits to a side database on the same disk, one just
     /// before each timed order: the durable-commit cost at the same moments,
@@ -89,7 +90,6 @@ struct Till {
     sink: Option<MailSink>,
     products: Vec<Product>,
     raw: Committer,
-    reader: Mutex<Option<Connection>>,
     placed: usize,
     latencies: Vec<Duration>,
     raw_full: Vec<Duration>,
@@ -128,7 +128,6 @@ impl Till {
             sink,
             products,
             raw,
-            reader: Mutex::new(None),
             placed: 0,
             latencies: Vec::new(),
             raw_full: Vec::new(),
@@ -142,18 +141,17 @@ impl Till {
         self.shop.data().database()
     }
 
-    /// One raw FULL commit, then one order (plus a synchronous email send
-    /// when `send` is set), then `gap`. The first [`WARMUP`] orders are not
-    /// recorded.
-    fn round(&mut self, send: Option<Duration>, gap: Duration) -> BenchResult<()> {
+    /// One raw FULL commit, then one order (and, with `send`, its email
+    /// sent before the order counts as answered), then `gap`. The first
+    /// [`WARMUP`] orders are not recorded.
+    fn round(&mut self, send: Option<&SendNow>, gap: Duration) -> BenchResult<()> {
         let i = self.placed;
         let raw = self.raw.commit()?;
         let req = order_request(format!("bench-{i}"), &self.products, i);
         let started = Instant::now();
         let placed = self.shop.place_order(&req)?;
         if let Some(send) = send {
-            render_email(&self.reader, &self.db_path(), &placed.order_id)?;
-            std::thread::sleep(send);
+            send.email(&placed.order_id)?;
         }
         let elapsed = started.elapsed();
         if placed.duplicate {
@@ -310,15 +308,53 @@ pub fn compare(
     })
 }
 
-/// Checkout that renders the email and "sends" it (a sleep of
-/// `send_latency`) before answering; no worker runs.
+/// Checkout that sends the confirmation email itself before answering:
+/// each order is placed (and committed), then its email is rendered and
+/// sent by the shop's own email job handler to the HTTP provider, a mail
+/// sink on loopback that answers after `send_latency`, and only with the
+/// provider's answer does checkout answer. No worker runs (the order's
+/// queued jobs stay pending).
 pub fn sync_email(pace: Pace, send_latency: Duration) -> BenchResult<CheckoutRun> {
-    let mut till = Till::new(pace.seeded, Email::Outbox)?;
+    let mut till = Till::new(
+        pace.seeded,
+        Email::Http {
+            answer_after: send_latency,
+        },
+    )?;
+    let send = SendNow {
+        rt: runtime()?,
+        handler: till.shop.job_handler(),
+    };
     for _ in 0..(WARMUP + pace.samples) {
-        till.round(Some(send_latency), pace.gap)?;
+        till.round(Some(&send), pace.gap)?;
     }
     till.note_backlog()?;
     till.finish()
+}
+
+/// Sends an order's confirmation email at once, as the worker would run
+/// its email job: the shop's own handler, awaited.
+struct SendNow {
+    rt: tokio::runtime::Runtime,
+    handler: Arc<dyn JobHandler>,
+}
+
+impl SendNow {
+    fn email(&self, order_id: &str) -> BenchResult<()> {
+        let job = Job {
+            id: format!("send-now/{order_id}"),
+            job_type: jobs::ORDER_CONFIRMATION_EMAIL.into(),
+            payload: serde_json::json!(jobs::OrderJob {
+                order_id: order_id.into()
+            }),
+            attempt: 1,
+            max_attempts: 1,
+            idempotency_key: Some(format!("{}{order_id}", jobs::ORDER_CONFIRMATION_KEY_PREFIX)),
+        };
+        self.rt
+            .block_on(self.handler.handle(job))
+            .map_err(|e| format!("sending the email of order {order_id}: {e}").into())
+    }
 }
 
 /// A Shopify product CSV of `n` products with plenty of stock.
@@ -454,29 +490,6 @@ fn seed_orders(db_path: &Path, products: &[Product], n: usize) -> BenchResult<()
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     checkpoint(&conn)?;
     Ok(())
-}
-
-/// The order's confirmation email, rendered by the real code from the
-/// database (read on a connection of its own, opened once).
-fn render_email(
-    reader: &Mutex<Option<Connection>>,
-    db_path: &Path,
-    order_id: &str,
-) -> Result<mail::Email, JobError> {
-    let detail = read_order(reader, db_path, order_id)?;
-    let sender = {
-        let slot = reader.lock().unwrap_or_else(|p| p.into_inner());
-        let conn = slot
-            .as_ref()
-            .ok_or_else(|| JobError::Retryable("no reader".into()))?;
-        let setting =
-            |key| settings::get(conn, key).map_err(|e| JobError::Retryable(e.to_string()));
-        mail::Sender {
-            shop_name: setting("shop_name")?,
-            email: setting("shop_email")?,
-        }
-    };
-    mail::order_confirmation(&detail, &sender).map_err(JobError::Permanent)
 }
 
 /// An order as `orders::get` reads it, on `reader` (opened on first use).

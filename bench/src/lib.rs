@@ -39,8 +39,8 @@ pub struct Sizes {
     /// Orders placed with synchronous=OFF to see where checkout's time goes.
     pub anatomy_orders: usize,
     /// What "a slow email" takes: how long the email provider (a mail sink
-    /// on loopback) takes to answer each email on the slow-email till, and
-    /// the synchronous send of the comparison mode.
+    /// on loopback) takes to answer each email, on the slow-email till and
+    /// for the checkouts that send the email before answering.
     pub email_latency: Duration,
     /// Timed checkouts that send the email before answering.
     pub sync_email_samples: usize,
@@ -59,7 +59,7 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    /// The real measurement (about five minutes on 2 cores).
+    /// The real measurement (about three minutes on 2 cores).
     pub fn full() -> Self {
         Self {
             name: "full",
@@ -81,7 +81,7 @@ impl Sizes {
         }
     }
 
-    /// A smoke run: the same measurements, smaller.
+    /// A smoke run: the same measurements, smaller (about half a minute).
     pub fn quick() -> Self {
         Self {
             name: "quick",
@@ -397,6 +397,16 @@ mod tests {
         assert!(
             slow.emails_written > 0 && slow.emails_written <= slow.emails_accepted_by_provider,
             "{slow:?}"
+        );
+        // Each checkout of the comparison mode sent its email over HTTP.
+        let sync = &figures.sync_email_checkout;
+        assert_eq!(
+            sync.emails_accepted_by_provider,
+            (Sizes::tiny().sync_email_samples + checkout::WARMUP) as u64,
+        );
+        assert!(
+            sync.latencies.p50_ms() >= ms(Sizes::tiny().email_latency),
+            "{sync:?}"
         );
         // The table renders every figure too.
         let table = figures.to_table();

@@ -167,7 +167,7 @@ fn duration_ms(d: Duration) -> i64 {
 
 /// How long a failed job waits before its next attempt: `base · 2^attempt`,
 /// randomised by ±20% (so jobs that failed together do not retry together),
-/// at most `cap`.
+/// at most `cap`. Jobs that reached the cap still spread out, below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     pub base: Duration,
@@ -190,10 +190,13 @@ impl Backoff {
         let exp = self
             .base
             .saturating_mul(2u32.saturating_pow(attempt.min(31)));
-        // ±20% from the random part of a fresh ULID.
+        // Uniform in [0.8, 1.2] × the wait, never above the cap (so at the
+        // cap: [0.8, 1] × the cap), from the random part of a fresh ULID.
         let random = (ulid::Ulid::new().random() % 10_000) as f64 / 10_000.0;
-        let jittered = exp.mul_f64(0.8 + 0.4 * random);
-        jittered.min(self.cap)
+        let wait = exp.min(self.cap);
+        let low = wait.mul_f64(0.8);
+        let high = wait.mul_f64(1.2).min(self.cap);
+        low + (high - low).mul_f64(random)
     }
 }
 
@@ -1058,8 +1061,15 @@ mod tests {
             let d3 = b.delay(3).as_secs_f64();
             assert!((6.4..=9.6).contains(&d3), "{d3}");
         }
-        assert_eq!(b.delay(30), Duration::from_secs(3600));
-        assert_eq!(b.delay(u32::MAX), Duration::from_secs(3600));
+        // At the cap the waits still differ, and none exceeds it.
+        let capped: Vec<Duration> = (0..50)
+            .map(|i| b.delay(if i % 2 == 0 { 30 } else { u32::MAX }))
+            .collect();
+        assert!(capped
+            .iter()
+            .all(|d| (2880.0..=3600.0).contains(&d.as_secs_f64())));
+        let first = capped[0];
+        assert!(capped.iter().any(|d| *d != first), "{capped:?}");
     }
 
     #[test]

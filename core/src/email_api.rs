@@ -9,8 +9,8 @@
 //! Every outcome becomes a [`JobError`] the queue knows how to treat:
 //! unreachable (connection refused, DNS failure, connect timeout) →
 //! [`JobError::Unavailable`]; 429/503 with `Retry-After` →
-//! [`JobError::RetryAfter`]; other 429, 408, 409, 5xx, timeouts and broken
-//! connections → [`JobError::Retryable`]; other 4xx →
+//! [`JobError::RetryAfter`]; other 429, 408, 409, 5xx, timeouts, broken
+//! connections and failed TLS handshakes → [`JobError::Retryable`]; other 4xx →
 //! [`JobError::Permanent`] with the provider's own words.
 
 use std::sync::OnceLock;
@@ -147,9 +147,17 @@ impl EmailApi {
 /// A failure before any answer: unreachable, or cut off.
 fn classify_transport(e: &reqwest::Error) -> JobError {
     let detail = error_chain(e);
-    if e.is_connect() {
-        // Refused, no route, DNS failure, TLS handshake or connect timeout:
-        // nothing reached the provider.
+    if is_tls_failure(e) {
+        // Something answered, but not as the provider (a wrong URL, an
+        // expired or intercepted certificate): not a network outage, so the
+        // attempt counts and the job does not wait forever.
+        JobError::Retryable(format!(
+            "the secure connection to the email provider failed (check the provider URL): \
+             {detail}"
+        ))
+    } else if e.is_connect() {
+        // Refused, no route, DNS failure or connect timeout: nothing reached
+        // the provider.
         JobError::Unavailable(format!("cannot reach the email provider: {detail}"))
     } else if e.is_timeout() {
         JobError::Retryable(format!(
@@ -158,6 +166,28 @@ fn classify_transport(e: &reqwest::Error) -> JobError {
     } else {
         JobError::Retryable(format!("the email request failed: {detail}"))
     }
+}
+
+/// Whether a TLS error (rustls's own) is among the causes of `e`. I/O
+/// errors are looked into as well: they hide the error they wrap from
+/// `source()`, and the TLS stream wraps its errors in one or two of them.
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if is_tls_failure(inner) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// The error and its causes on one line (reqwest's own message is terse).

@@ -138,6 +138,24 @@ fn closed_port_url() -> String {
     format!("http://{addr}")
 }
 
+/// A loopback server that answers whatever it is sent (a TLS handshake
+/// too) with a plain HTTP 400, as a web server on the wrong port would.
+fn plain_http_server_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
 fn email() -> OutgoingEmail {
     OutgoingEmail {
         from: "\"Corner Shop\" <orders@corner.example>".into(),
@@ -211,6 +229,17 @@ async fn answers_become_the_right_job_errors() {
         down.send(&email(), "k").await,
         Err(JobError::Unavailable(_))
     ));
+
+    // Something answers, but not over TLS (a wrong provider URL): not an
+    // outage, so it is a counted failure that says what went wrong.
+    let not_tls =
+        EmailApi::new(&plain_http_server_url().replace("http://", "https://"), KEY).unwrap();
+    match not_tls.send(&email(), "k").await {
+        Err(JobError::Retryable(reason)) => {
+            assert!(reason.contains("secure connection"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
 
     // An address the provider would refuse is not even sent.
     let mut bad = email();

@@ -292,7 +292,15 @@ impl Shop {
 
     /// Sends confirmation emails through the HTTP provider at `sink`.
     fn use_provider(&self, sink: &MailSink) {
-        self.ok(&["config", "set", "email_provider", "resend"]);
+        // Not before the shop has its own from-address and a key.
+        let refused = self.run(&["config", "set", "email_provider", "resend"]);
+        assert!(!refused.status.success());
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("address your emails come from"),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        self.ok(&["config", "set", "shop_email", "orders@fault-shop.example"]);
         self.ok(&["config", "set", "email_api_url", &sink.url()]);
         // The key goes in on standard input, as a careful owner would give
         // it (not in the process list); every request checks it arrived.
@@ -321,6 +329,7 @@ impl Shop {
             echoed.starts_with("email_api_key = ") && !echoed.contains(API_KEY),
             "the key must be echoed masked: {echoed}"
         );
+        self.ok(&["config", "set", "email_provider", "resend"]);
     }
 
     /// `shopdesk worker --until-idle`; returns its summary.

@@ -517,9 +517,9 @@ fn use_http_provider(shop: &Shop, url: &str) -> BenchResult<()> {
     // The shop's jobs read the key from where this says: the file, never
     // the desktop's keyring (this process is the bench's own).
     std::env::set_var(secrets::SECRET_STORE_ENV, "file");
-    shop.config_set("email_provider", "resend")?;
     shop.config_set("email_api_url", url)?;
     shop.config_set(settings::EMAIL_API_KEY, API_KEY)?;
+    shop.config_set("email_provider", "resend")?;
     Ok(())
 }
 

@@ -153,6 +153,29 @@ pub fn config_keys() -> Vec<&'static str> {
         .collect()
 }
 
+/// Whether confirmation emails can go out with this provider: the HTTP
+/// provider needs a from-address of the shop's own (not the placeholder it
+/// starts with, which a provider refuses, so every email would die) and an
+/// API key. The error names the field to fix.
+pub fn check_provider_ready(provider: &str, shop_email: &str, has_api_key: bool) -> Result<()> {
+    if provider.trim() != "resend" {
+        return Ok(());
+    }
+    if shop_email.trim().to_ascii_lowercase().ends_with(".invalid") {
+        return Err(Error::invalid(
+            "shop_email",
+            "set the address your emails come from (one your email provider has verified)",
+        ));
+    }
+    if !has_api_key {
+        return Err(Error::invalid(
+            EMAIL_API_KEY,
+            "the Resend API needs an API key",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks an API key before it is stored (it is never shown back, so a
 /// typo must be caught here).
 pub fn check_api_key(value: &str) -> Result<()> {

@@ -104,18 +104,44 @@ impl Shop {
             .collect()
     }
 
-    /// Sets one setting (`config set`); an empty API key removes it.
+    /// Sets one setting (`config set`); an empty API key removes it. The
+    /// email provider must stay able to send, as on the Settings page: the
+    /// HTTP provider is chosen after its key and from-address are set, and
+    /// neither can then be taken away.
     pub fn config_set(&self, key: &str, value: &str) -> Result<()> {
+        let secrets = self.secrets();
+        let after = |k: &str| -> Result<String> {
+            if k == key {
+                Ok(value.trim().to_string())
+            } else {
+                self.setting(k)
+            }
+        };
+        if matches!(
+            key,
+            "email_provider" | "shop_email" | settings::EMAIL_API_KEY
+        ) {
+            let has_key = if key == settings::EMAIL_API_KEY {
+                !value.trim().is_empty()
+            } else {
+                secrets.get(settings::EMAIL_API_KEY)?.is_some()
+            };
+            settings::check_provider_ready(
+                &after("email_provider")?,
+                &after("shop_email")?,
+                has_key,
+            )?;
+        }
         if key == settings::EMAIL_API_KEY {
             let value = value.trim();
             if value.is_empty() {
-                return self.secrets().delete(key);
+                return secrets.delete(key);
             }
             settings::check_api_key(value).map_err(|e| match e {
                 Error::Invalid { message, .. } => Error::invalid("value", message),
                 other => other,
             })?;
-            return self.secrets().set(key, value);
+            return secrets.set(key, value);
         }
         self.set_setting(key, value)
     }
@@ -151,29 +177,11 @@ impl Shop {
             ("email_api_url", update.email_api_url.as_str()),
         ];
         let secrets = self.secrets();
-        if update.email_provider.trim() == "resend"
-            && update
-                .shop_email
-                .trim()
-                .to_ascii_lowercase()
-                .ends_with(".invalid")
-        {
-            // The default placeholder: a provider refuses to send from it,
-            // and every confirmation would die on its first attempt.
-            return Err(Error::invalid(
-                "shop_email",
-                "set the address your emails come from (one your email provider has verified)",
-            ));
-        }
-        if update.email_provider.trim() == "resend"
-            && new_key.is_none()
-            && secrets.get(settings::EMAIL_API_KEY)?.is_none()
-        {
-            return Err(Error::invalid(
-                settings::EMAIL_API_KEY,
-                "the Resend API needs an API key",
-            ));
-        }
+        settings::check_provider_ready(
+            &update.email_provider,
+            &update.shop_email,
+            new_key.is_some() || secrets.get(settings::EMAIL_API_KEY)?.is_some(),
+        )?;
         {
             let mut conn = self.conn();
             db::write(&mut conn, |tx| {

@@ -262,11 +262,17 @@ fn shop(url: &str) -> (tempfile::TempDir, Shop) {
          mug,Mug,Title,Default Title,mug,100,12.50\n",
     )
     .unwrap();
+    // The HTTP provider is chosen once it can send: a from-address of the
+    // shop's own and a key.
+    let err = shop.config_set("email_provider", "resend").unwrap_err();
+    assert_eq!(err.field(), Some("shop_email"), "{err}");
     shop.config_set("shop_email", "orders@corner.example")
         .unwrap();
-    shop.config_set("email_provider", "resend").unwrap();
+    let err = shop.config_set("email_provider", "resend").unwrap_err();
+    assert_eq!(err.field(), Some("email_api_key"), "{err}");
     shop.config_set("email_api_url", url).unwrap();
     shop.config_set("email_api_key", KEY).unwrap();
+    shop.config_set("email_provider", "resend").unwrap();
     (dir, shop)
 }
 
@@ -430,7 +436,17 @@ fn without_a_keyring_the_key_is_kept_in_a_private_file_and_shown_masked() {
     assert!(!db.windows(KEY.len()).any(|w| w == KEY.as_bytes()));
     let form = shop.settings_form().unwrap();
     assert_eq!(form.email_api_key.as_deref(), Some("re_…a1b2"));
-    // Removing it.
+    // It cannot be removed, nor the from-address reset, while the HTTP
+    // provider sends with it: every email would then fail.
+    let err = shop.config_set("email_api_key", "").unwrap_err();
+    assert_eq!(err.field(), Some("email_api_key"), "{err}");
+    let err = shop
+        .config_set("shop_email", "orders@shop.invalid")
+        .unwrap_err();
+    assert_eq!(err.field(), Some("shop_email"), "{err}");
+    assert_eq!(shop.config_get("email_api_key").unwrap(), "re_…a1b2");
+    // Back to the outbox, the key can go.
+    shop.config_set("email_provider", "outbox").unwrap();
     shop.config_set("email_api_key", "").unwrap();
     assert_eq!(shop.config_get("email_api_key").unwrap(), "(not set)");
     assert!(!path.exists());

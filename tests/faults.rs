@@ -967,6 +967,83 @@ fn a_graceful_quit_finishes_or_gives_back_running_jobs() {
     );
 }
 
+/// Jobs the database shows as claimed: Running, or holding a lease.
+fn claimed_jobs(shop: &Shop) -> Vec<String> {
+    let conn = shop.db();
+    let mut stmt = conn
+        .prepare(
+            "SELECT id || ' ' || job_type || ' ' || status || ' by ' || coalesce(lock_by, '-')
+             FROM Jobs WHERE status = 'Running' OR lease_expires_ms IS NOT NULL ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// A plain `kill` (SIGTERM: what systemd, a logout or a shutdown send) stops
+/// `shopdesk worker` exactly as Ctrl-C does: running jobs finish, claimed
+/// ones go back to the queue, and the exit is a success. Killed outright
+/// instead, the worker would leave its jobs Running until their lease ran
+/// out.
+#[test]
+fn sigterm_stops_the_worker_as_gracefully_as_ctrl_c() {
+    let sink = MailSink::start();
+    sink.set_delay(Duration::from_millis(1500));
+    let shop = Shop::new();
+    shop.use_provider(&sink);
+    for i in 0..8 {
+        shop.place(&format!("term-{i}"), &format!("term{i}@example.com"), i);
+    }
+    let mut worker = shop.worker();
+    assert!(
+        sink.wait_arrived(2, Duration::from_secs(20)),
+        "the worker sent nothing"
+    );
+    // Emails are at the sink (it answers after 1.5 s): their jobs are
+    // Running, and more are claimed behind them.
+    let claimed = claimed_jobs(&shop);
+    assert!(
+        claimed.len() >= 2,
+        "expected jobs in flight when the signal goes:\n{}",
+        claimed.join("\n")
+    );
+
+    worker.signal(libc::SIGTERM);
+    let status = worker.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "SIGTERM must stop the worker cleanly, it ended with {status}:\n{}",
+        worker.stderr_text()
+    );
+    let left = claimed_jobs(&shop);
+    assert!(
+        left.is_empty(),
+        "jobs still claimed after the worker exited:\n{}",
+        left.join("\n")
+    );
+
+    // The emails in flight were sent and are done; the rest wait untouched.
+    let jobs = shop.email_jobs();
+    for j in &jobs {
+        match j["status"].as_str().unwrap() {
+            "Done" => {}
+            "Pending" => assert_eq!(j["attempts"], 0, "an unstarted job lost an attempt: {j:#}"),
+            other => panic!("a {other} job after SIGTERM: {j:#}"),
+        }
+    }
+    let done: HashSet<&str> = jobs
+        .iter()
+        .filter(|j| j["status"] == "Done")
+        .map(|j| j["idempotency_key"].as_str().unwrap())
+        .collect();
+    let sent: HashSet<String> = sink.accepted_keys().into_keys().collect();
+    let sent: HashSet<&str> = sent.iter().map(String::as_str).collect();
+    assert_eq!(sent, done, "the sent emails are exactly the done jobs");
+    assert!(done.len() >= 2, "the emails in flight were not finished");
+}
+
 // ---------------------------------------------------------------------------
 // 5. A second connection holds the write lock for 2 s.
 // ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ use tauri::{AppHandle, Emitter, Manager, RunEvent, Window, WindowEvent};
 use tokio::sync::{watch, Notify};
 
 use crate::commands;
+use crate::signals::QuitSignals;
 use crate::tray::{self, Tray};
 
 /// Event with the current `JobStats`, sent whenever a job changes state.
@@ -47,6 +48,14 @@ pub fn run(shop: Shop) -> Result<(), Box<dyn std::error::Error>> {
     let jobs_changed = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker_task: Arc<Mutex<Option<JoinHandle<()>>>> = Arc::default();
+    // Listen from the start, so that a stop request (Ctrl-C, or SIGTERM from
+    // `kill`, systemd or the end of the desktop session) is a normal quit
+    // whenever it comes: the worker below stops with its grace.
+    let signals = tauri::async_runtime::block_on(async { QuitSignals::listen() })
+        .inspect_err(|e| {
+            tracing::warn!(error = %e, "cannot listen for stop signals; they end ShopDesk at once")
+        })
+        .ok();
 
     let app = tauri::Builder::default()
         .manage(AppState {
@@ -76,6 +85,14 @@ pub fn run(shop: Shop) -> Result<(), Box<dyn std::error::Error>> {
             let worker_task = Arc::clone(&worker_task);
             move |app| {
                 let handle = app.handle().clone();
+                if let Some(signals) = signals {
+                    let handle = handle.clone();
+                    tauri::async_runtime::spawn(async move {
+                        let signal = signals.recv().await;
+                        tracing::info!("{signal} received: quitting");
+                        handle.exit(0);
+                    });
+                }
                 let tray = if tray::available() {
                     match tray::create(&handle) {
                         Ok(tray) => Some(tray),

@@ -11,6 +11,8 @@ use shopdesk_core::queue::JobStatus;
 use shopdesk_core::{paths, worker, Shop};
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
+use crate::signals::QuitSignals;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "shopdesk",
@@ -58,7 +60,8 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Run the job queue without the desktop app
+    /// Run the job queue without the desktop app, until Ctrl-C or SIGTERM (both
+    /// stop it gracefully)
     Worker {
         /// Exit once no job is due instead of running until interrupted
         #[arg(long)]
@@ -381,8 +384,14 @@ fn run(command: Option<Command>, data_dir: &Path) -> Result<(), Failure> {
                     let summary = worker::run_until_idle(config, handler).await?;
                     print_json(&summary);
                 } else {
-                    let shutdown = async {
-                        let _ = tokio::signal::ctrl_c().await;
+                    // Listen before the first job is claimed, so that a stop
+                    // request from then on gives the claimed jobs back.
+                    let signals = QuitSignals::listen().map_err(|e| {
+                        shopdesk_core::Error::Other(format!("cannot listen for stop signals: {e}"))
+                    })?;
+                    let shutdown = async move {
+                        let signal = signals.recv().await;
+                        tracing::info!("{signal} received: stopping the worker");
                     };
                     worker::run(config, handler, shutdown).await?;
                 }

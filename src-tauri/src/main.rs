@@ -4,6 +4,7 @@
 mod app;
 mod cli;
 mod commands;
+mod signals;
 mod tray;
 
 fn main() -> std::process::ExitCode {

@@ -13,7 +13,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::commands;
 use crate::signals::QuitSignals;
-use crate::tray::{self, Tray};
+use crate::tray::{self, OnClose, Tray};
 
 /// Event with the current `JobStats`, sent whenever a job changes state.
 pub const JOBS_CHANGED: &str = "jobs-changed";
@@ -217,21 +217,32 @@ async fn publish_job_stats(
     }
 }
 
-/// Closing the window hides it when the tray can bring it back; otherwise
-/// closing quits as usual.
+/// Closing the window hides it when the tray can bring it back: there is a
+/// tray icon and the desktop shows tray icons right now. Otherwise closing
+/// quits as usual, since a hidden window could never be found again.
 fn on_window_event(window: &Window, event: &WindowEvent) {
     if let WindowEvent::CloseRequested { api, .. } = event {
+        if window.label() != MAIN_WINDOW {
+            return;
+        }
         let has_tray = window
             .app_handle()
             .try_state::<TrayHandle>()
             .is_some_and(|t| t.0.is_some());
-        if has_tray && window.label() == MAIN_WINDOW {
-            api.prevent_close();
-            if let Err(e) = window.hide() {
-                tracing::warn!(error = %e, "could not hide the window");
-            } else {
-                tracing::info!("window hidden; ShopDesk keeps running in the tray");
+        match tray::on_close(has_tray, tray::host_present) {
+            OnClose::Hide => {
+                api.prevent_close();
+                if let Err(e) = window.hide() {
+                    tracing::warn!(error = %e, "could not hide the window");
+                } else {
+                    tracing::info!("window hidden; ShopDesk keeps running in the tray");
+                }
             }
+            OnClose::QuitNoHost => tracing::info!(
+                "window closed and this desktop shows no tray icons \
+                 (no StatusNotifier host on the session bus): quitting"
+            ),
+            OnClose::QuitNoTray => tracing::info!("window closed; no tray icon: quitting"),
         }
     }
 }

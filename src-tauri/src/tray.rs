@@ -62,6 +62,124 @@ fn appindicator_loadable() -> bool {
     true
 }
 
+/// What closing the main window does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnClose {
+    /// Hide it: the tray icon is shown and can bring it back.
+    Hide,
+    /// Quit: there is no tray icon.
+    QuitNoTray,
+    /// Quit: the icon exists, but nothing on this desktop shows tray icons,
+    /// so a hidden window could never be brought back.
+    QuitNoHost,
+}
+
+/// Decides what closing the window does. `host_present` (which asks the
+/// desktop) is only called when there is a tray icon to fall back on.
+pub fn on_close(has_tray: bool, host_present: impl FnOnce() -> bool) -> OnClose {
+    if !has_tray {
+        OnClose::QuitNoTray
+    } else if host_present() {
+        OnClose::Hide
+    } else {
+        OnClose::QuitNoHost
+    }
+}
+
+/// The D-Bus name of the StatusNotifier watcher, which tray icons register
+/// with and which desktops that show them (KDE, GNOME with the AppIndicator
+/// extension, XFCE, waybar…) provide.
+#[cfg(target_os = "linux")]
+const WATCHER: &str = "org.kde.StatusNotifierWatcher";
+/// How long to wait for the session bus to say whether a tray is shown;
+/// past this, the answer is no.
+#[cfg(target_os = "linux")]
+const HOST_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether the desktop shows tray icons right now: a StatusNotifier watcher
+/// owns its name on the session bus and has a host (the panel that draws
+/// the icons) registered. Any failure to find out, or no answer in time,
+/// counts as no.
+#[cfg(target_os = "linux")]
+pub fn host_present() -> bool {
+    host_present_on(None)
+}
+
+/// [`host_present`] on the bus at `address`, or the session bus when `None`.
+#[cfg(target_os = "linux")]
+fn host_present_on(address: Option<String>) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    // On a thread of its own: a bus that never answers must not keep the
+    // window from closing.
+    let spawned = std::thread::Builder::new()
+        .name("shopdesk-tray-host".into())
+        .spawn(move || {
+            let _ = tx.send(ask_for_host(address.as_deref()));
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not ask the session bus for a tray");
+        return false;
+    }
+    match rx.recv_timeout(HOST_CHECK_TIMEOUT) {
+        Ok(Ok(present)) => present,
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "could not ask the session bus for a tray");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                "the session bus did not say within {HOST_CHECK_TIMEOUT:?} whether a tray is shown"
+            );
+            false
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn ask_for_host(address: Option<&str>) -> zbus::Result<bool> {
+    use zbus::blocking::connection::Builder;
+    use zbus::zvariant::OwnedValue;
+
+    let builder = match address {
+        Some(address) => Builder::address(address)?,
+        None => Builder::session()?,
+    };
+    let conn = builder.method_timeout(HOST_CHECK_TIMEOUT).build()?;
+    let owned: bool = conn
+        .call_method(
+            Some("org.freedesktop.DBus"),
+            "/org/freedesktop/DBus",
+            Some("org.freedesktop.DBus"),
+            "NameHasOwner",
+            &(WATCHER,),
+        )?
+        .body()
+        .deserialize()?;
+    if !owned {
+        return Ok(false);
+    }
+    // A watcher with no host registered has nobody to draw the icon. One
+    // that cannot say is taken at its word that it is there.
+    let registered = conn
+        .call_method(
+            Some(WATCHER),
+            "/StatusNotifierWatcher",
+            Some("org.freedesktop.DBus.Properties"),
+            "Get",
+            &(WATCHER, "IsStatusNotifierHostRegistered"),
+        )
+        .and_then(|reply| reply.body().deserialize::<OwnedValue>())
+        .ok()
+        .and_then(|value| bool::try_from(value).ok());
+    Ok(registered.unwrap_or(true))
+}
+
+/// Trays elsewhere are part of the desktop and always shown.
+#[cfg(not(target_os = "linux"))]
+pub fn host_present() -> bool {
+    true
+}
+
 /// The status line: `3 pending · 0 failed`, `· paused` when paused.
 pub fn status_text(stats: &JobStats) -> String {
     let mut text = format!(
@@ -173,5 +291,120 @@ mod tests {
         };
         assert_eq!(status_text(&paused), "3 pending · 2 failed · paused");
         assert_eq!(toggle_text(&paused), "Resume queue");
+    }
+
+    #[test]
+    fn closing_hides_only_when_a_shown_tray_can_bring_the_window_back() {
+        assert_eq!(on_close(true, || true), OnClose::Hide);
+        assert_eq!(on_close(true, || false), OnClose::QuitNoHost);
+        // With no tray icon the desktop is not even asked.
+        assert_eq!(
+            on_close(false, || panic!("asked for a host without a tray")),
+            OnClose::QuitNoTray
+        );
+    }
+
+    /// A private D-Bus daemon of the test's own, stopped when dropped.
+    #[cfg(target_os = "linux")]
+    struct Bus {
+        daemon: std::process::Child,
+        address: String,
+        _dir: tempfile::TempDir,
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Bus {
+        fn start() -> Bus {
+            use std::io::BufRead;
+            let dir = tempfile::tempdir().unwrap();
+            let mut daemon = std::process::Command::new("dbus-daemon")
+                .arg("--session")
+                .arg("--nofork")
+                .arg("--nopidfile")
+                .arg("--print-address")
+                .arg(format!(
+                    "--address=unix:path={}",
+                    dir.path().join("bus").display()
+                ))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start dbus-daemon (package dbus; scripts/deps.sh installs it)");
+            let mut address = String::new();
+            std::io::BufReader::new(daemon.stdout.take().unwrap())
+                .read_line(&mut address)
+                .unwrap();
+            let address = address.trim().to_string();
+            assert!(!address.is_empty(), "dbus-daemon printed no address");
+            Bus {
+                daemon,
+                address,
+                _dir: dir,
+            }
+        }
+
+        /// A connection that owns the watcher's name and says whether a
+        /// host is registered.
+        fn watcher(&self, host_registered: bool) -> zbus::blocking::Connection {
+            zbus::blocking::connection::Builder::address(self.address.as_str())
+                .unwrap()
+                .name(WATCHER)
+                .unwrap()
+                .serve_at(
+                    "/StatusNotifierWatcher",
+                    FakeWatcher {
+                        host: host_registered,
+                    },
+                )
+                .unwrap()
+                .build()
+                .unwrap()
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Drop for Bus {
+        fn drop(&mut self) {
+            let _ = self.daemon.kill();
+            let _ = self.daemon.wait();
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    struct FakeWatcher {
+        host: bool,
+    }
+
+    #[cfg(target_os = "linux")]
+    #[zbus::interface(name = "org.kde.StatusNotifierWatcher")]
+    impl FakeWatcher {
+        #[zbus(property)]
+        fn is_status_notifier_host_registered(&self) -> bool {
+            self.host
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_tray_is_shown_only_while_a_watcher_with_a_host_is_on_the_bus() {
+        let bus = Bus::start();
+        let present = || host_present_on(Some(bus.address.clone()));
+        assert!(!present(), "a bare session bus has no tray");
+
+        let watcher = bus.watcher(true);
+        assert!(present(), "a watcher with a host shows icons");
+        watcher.release_name(WATCHER).unwrap();
+        assert!(!present(), "the watcher left: no tray again");
+
+        let _hostless = bus.watcher(false);
+        assert!(!present(), "a watcher with no host shows nothing");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn no_session_bus_means_no_tray() {
+        let dir = tempfile::tempdir().unwrap();
+        let address = format!("unix:path={}", dir.path().join("no-bus").display());
+        assert!(!host_present_on(Some(address)));
     }
 }

@@ -489,11 +489,28 @@ async fn jobs(c: &Client, env: &Env) -> Result<()> {
     })
     .await?;
 
+    // Pausing one queue changes no job count (nor the all-paused flag), so
+    // only a watch on the database itself can tell the page.
     step("Jobs: a pause from the command line shows up in the open app");
+    // The counts: the stats text up to the last one (the queue badge after
+    // it says what is paused).
+    let counts = |text: Option<String>| {
+        let text = text.unwrap_or_default();
+        text.split_inclusive("dead")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let stats_before = counts(text_opt(c, "job-stats").await?);
     cli(env, &["jobs", "pause", "email"])?;
     wait_text_contains(c, "queue-state-email", "Paused").await?;
     wait_text_contains(c, "queue-state-notify", "Running").await?;
     wait_text_contains(c, "queue-state", "Email paused").await?;
+    let stats_after = counts(text_opt(c, "job-stats").await?);
+    ensure!(
+        stats_after == stats_before,
+        "the counts were meant to stay as they were: {stats_before:?} then {stats_after:?}"
+    );
     cli(env, &["jobs", "pause"])?;
     wait_text_contains(c, "queue-state", "Paused").await?;
     cli(env, &["jobs", "resume"])?;

@@ -76,6 +76,38 @@ pub fn open_raw(path: &Path, durability: Durability) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Notices commits made by other connections: those of other processes (the
+/// CLI, a headless worker, another till) as well as this process's own
+/// other connections. It reads SQLite's `PRAGMA data_version` on a
+/// connection of its own that never writes, so asking is a read of a few
+/// bytes, with no table touched.
+pub struct CommitWatch {
+    conn: Connection,
+    seen: i64,
+}
+
+impl CommitWatch {
+    /// Starts watching the database at `path` (already created by [`open`]).
+    pub fn open(path: &Path) -> Result<CommitWatch> {
+        let conn = open_raw(path, Durability::Normal)?;
+        let seen = data_version(&conn)?;
+        Ok(CommitWatch { conn, seen })
+    }
+
+    /// Whether another connection committed since the last call (the first
+    /// time: since the watch was opened).
+    pub fn changed(&mut self) -> Result<bool> {
+        let now = data_version(&self.conn)?;
+        let changed = now != self.seen;
+        self.seen = now;
+        Ok(changed)
+    }
+}
+
+fn data_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.pragma_query_value(None, "data_version", |r| r.get(0))?)
+}
+
 /// Runs `f` in a `BEGIN IMMEDIATE` transaction and commits if it returns Ok.
 /// When SQLite reports busy even after the busy timeout, the whole
 /// transaction is retried a few times (SQLite's lock waiting is not fair).
@@ -133,6 +165,57 @@ mod tests {
             .pragma_query_value(None, "synchronous", |r| r.get(0))
             .unwrap();
         assert_eq!(sync, 2, "FULL");
+    }
+
+    #[test]
+    fn a_commit_watch_sees_other_connections_commits_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shop.db");
+        let mut writer = open(&path, Durability::Full).unwrap();
+        let mut watch = CommitWatch::open(&path).unwrap();
+        assert!(!watch.changed().unwrap(), "nothing committed yet");
+
+        // A commit that leaves every count as it was still counts.
+        settings_write(&mut writer, "shop_name", "Before");
+        assert!(watch.changed().unwrap(), "a commit on another connection");
+        assert!(!watch.changed().unwrap(), "seen once, not again");
+
+        // Reading, and a write transaction that is rolled back, commit nothing.
+        let reader = open_raw(&path, Durability::Normal).unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM settings", [], |r| r.get(0))
+            .unwrap();
+        let r: Result<()> = write(&mut writer, |tx| {
+            tx.execute(
+                "UPDATE settings SET value = 'Never' WHERE key = 'shop_name'",
+                [],
+            )?;
+            Err(Error::Other("changed my mind".into()))
+        });
+        assert!(r.is_err());
+        assert!(
+            !watch.changed().unwrap(),
+            "reads and rollbacks are no change"
+        );
+
+        // Commits from two connections between two looks: one change seen.
+        settings_write(&mut writer, "shop_name", "After");
+        let mut other = open_raw(&path, Durability::Normal).unwrap();
+        settings_write(&mut other, "shop_name", "Later");
+        assert!(watch.changed().unwrap());
+        assert!(!watch.changed().unwrap());
+    }
+
+    fn settings_write(conn: &mut Connection, key: &str, value: &str) {
+        write(conn, |tx| {
+            tx.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )?;
+            Ok(())
+        })
+        .unwrap();
     }
 
     #[test]

@@ -301,6 +301,12 @@ impl Shop {
         )
     }
 
+    /// A watch for commits made to this shop's database by any other
+    /// connection, in this process or another (see [`db::CommitWatch`]).
+    pub fn watch_commits(&self) -> Result<db::CommitWatch> {
+        db::CommitWatch::open(&self.data.database())
+    }
+
     /// The handler that runs this shop's jobs (emails, notifications).
     pub fn job_handler(&self) -> Arc<dyn JobHandler> {
         Arc::new(ShopJobs::new(self.data.clone()))

@@ -4,7 +4,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shopdesk_core::queue::admin::QueueState;
 use shopdesk_core::queue::JobStats;
 use shopdesk_core::{worker, Shop};
 use tauri::async_runtime::JoinHandle;
@@ -17,7 +16,8 @@ use crate::tray::{self, OnClose, Tray};
 
 /// Event with the current `JobStats`, sent whenever a job changes state.
 pub const JOBS_CHANGED: &str = "jobs-changed";
-/// Event sent after an order is placed or the catalog is imported.
+/// Event sent after an order is placed or the catalog is imported, and when
+/// another process changed the database.
 pub const ORDERS_CHANGED: &str = "orders-changed";
 
 const MAIN_WINDOW: &str = "main";
@@ -30,7 +30,7 @@ const JOB_GRACE: Duration = Duration::from_secs(4);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(6);
 /// Job changes come in bursts; publish counts at most this often.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
-/// How often to look for job changes this process was not told of.
+/// How often to look for commits this process was not told of.
 const LOOK_OUTSIDE_EVERY: Duration = Duration::from_secs(2);
 
 /// What the commands share.
@@ -176,18 +176,31 @@ fn start_worker(
 
 /// Publishes job counts (event for the pages, text for the tray) each time
 /// they may have changed, coalescing bursts. Every few seconds it also looks
-/// for changes made by other processes (the CLI, a headless worker, another
-/// till) and publishes those it finds: a change of counts, or of which
-/// queues are paused (pausing one queue leaves the counts as they were).
+/// for commits made elsewhere (the CLI, a headless worker, another till):
+/// when there are any, the pages are told that jobs and orders changed, as
+/// a job retried elsewhere or an order placed from the command line may
+/// leave every count as it was. (The watch cannot tell this process's own
+/// commits from others': while this app's worker is busy, the pages get at
+/// most one extra refresh per look.)
 async fn publish_job_stats(
     app: AppHandle,
     shop: Arc<Shop>,
     changed: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let commits = match shop.watch_commits() {
+        Ok(watch) => Some(Arc::new(Mutex::new(watch))),
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "cannot watch the database for outside changes; comparing job counts instead"
+            );
+            None
+        }
+    };
     let mut outside = tokio::time::interval(LOOK_OUTSIDE_EVERY);
     outside.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last: Option<(JobStats, Vec<QueueState>)> = None;
+    let mut last: Option<JobStats> = None;
     loop {
         let signalled = tokio::select! {
             _ = changed.notified() => true,
@@ -195,23 +208,53 @@ async fn publish_job_stats(
             _ = stop.changed() => return,
         };
         let shop = Arc::clone(&shop);
-        let read = move || Ok::<_, shopdesk_core::Error>((shop.job_stats()?, shop.queue_states()?));
-        match tauri::async_runtime::spawn_blocking(read).await {
-            Ok(Ok(now)) if signalled || last.as_ref() != Some(&now) => {
-                let stats = &now.0;
-                if let Some(handle) = app.try_state::<TrayHandle>() {
-                    if let Some(tray) = &handle.0 {
-                        tray.update(stats);
-                    }
+        let commits = commits.clone();
+        let looked = tauri::async_runtime::spawn_blocking(move || {
+            // Look for commits before reading the counts, so that one
+            // landing in between is seen on the next look, not missed.
+            let committed = match &commits {
+                Some(watch) if !signalled => {
+                    Some(watch.lock().unwrap_or_else(|p| p.into_inner()).changed()?)
                 }
-                if let Err(e) = app.emit(JOBS_CHANGED, stats) {
-                    tracing::warn!(error = %e, "could not emit {JOBS_CHANGED}");
-                }
-                last = Some(now);
+                _ => None,
+            };
+            if committed == Some(false) {
+                return Ok(None);
             }
-            Ok(Ok(_)) => continue,
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not read job counts"),
-            Err(e) => tracing::warn!(error = %e, "could not read job counts"),
+            shop.job_stats().map(|stats| Some((stats, committed)))
+        })
+        .await
+        .map_err(|e| shopdesk_core::Error::Other(e.to_string()))
+        .and_then(|r| r);
+        let (stats, outside_commit) = match looked {
+            Ok(Some((stats, committed))) => {
+                // Without a watch, changed counts are the only sign.
+                let outside_commit =
+                    committed.unwrap_or(!signalled && last.as_ref() != Some(&stats));
+                (stats, outside_commit)
+            }
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for job changes");
+                tokio::time::sleep(PUBLISH_EVERY).await;
+                continue;
+            }
+        };
+        if signalled || outside_commit {
+            if let Some(handle) = app.try_state::<TrayHandle>() {
+                if let Some(tray) = &handle.0 {
+                    tray.update(&stats);
+                }
+            }
+            if let Err(e) = app.emit(JOBS_CHANGED, &stats) {
+                tracing::warn!(error = %e, "could not emit {JOBS_CHANGED}");
+            }
+            last = Some(stats);
+        }
+        if outside_commit {
+            if let Err(e) = app.emit(ORDERS_CHANGED, ()) {
+                tracing::warn!(error = %e, "could not emit {ORDERS_CHANGED}");
+            }
         }
         tokio::time::sleep(PUBLISH_EVERY).await;
     }

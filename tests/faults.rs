@@ -989,6 +989,19 @@ fn claimed_jobs(shop: &Shop) -> Vec<String> {
 /// out.
 #[test]
 fn sigterm_stops_the_worker_as_gracefully_as_ctrl_c() {
+    stop_a_busy_worker(&["worker"], libc::SIGTERM);
+}
+
+/// `worker --until-idle` (a script draining the queue) stops as gracefully
+/// when interrupted before it is done.
+#[test]
+fn an_interrupted_worker_until_idle_gives_back_its_jobs() {
+    stop_a_busy_worker(&["worker", "--until-idle"], libc::SIGINT);
+}
+
+/// Runs `args` over eight slow emails, sends `signal` while two are in
+/// flight, and checks the worker stopped cleanly with nothing held.
+fn stop_a_busy_worker(args: &[&str], signal: i32) {
     let sink = MailSink::start();
     sink.set_delay(Duration::from_millis(1500));
     let shop = Shop::new();
@@ -996,7 +1009,7 @@ fn sigterm_stops_the_worker_as_gracefully_as_ctrl_c() {
     for i in 0..8 {
         shop.place(&format!("term-{i}"), &format!("term{i}@example.com"), i);
     }
-    let mut worker = shop.worker();
+    let mut worker = shop.spawn("worker", args);
     assert!(
         sink.wait_arrived(2, Duration::from_secs(20)),
         "the worker sent nothing"
@@ -1010,11 +1023,12 @@ fn sigterm_stops_the_worker_as_gracefully_as_ctrl_c() {
         claimed.join("\n")
     );
 
-    worker.signal(libc::SIGTERM);
+    worker.signal(signal);
     let status = worker.wait_exit(Duration::from_secs(20));
     assert!(
         status.success(),
-        "SIGTERM must stop the worker cleanly, it ended with {status}:\n{}",
+        "signal {signal} must stop `{}` cleanly, it ended with {status}:\n{}",
+        args.join(" "),
         worker.stderr_text()
     );
     let left = claimed_jobs(&shop);
@@ -1030,7 +1044,7 @@ fn sigterm_stops_the_worker_as_gracefully_as_ctrl_c() {
         match j["status"].as_str().unwrap() {
             "Done" => {}
             "Pending" => assert_eq!(j["attempts"], 0, "an unstarted job lost an attempt: {j:#}"),
-            other => panic!("a {other} job after SIGTERM: {j:#}"),
+            other => panic!("a {other} job after signal {signal}: {j:#}"),
         }
     }
     let done: HashSet<&str> = jobs

@@ -130,7 +130,7 @@ pub async fn run(
     handler: Arc<dyn JobHandler>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    run_worker(config, handler, Some(Box::pin(shutdown))).await?;
+    run_worker(config, handler, false, Some(Box::pin(shutdown))).await?;
     Ok(())
 }
 
@@ -141,15 +141,26 @@ pub async fn run_until_idle(
     config: WorkerConfig,
     handler: Arc<dyn JobHandler>,
 ) -> Result<RunSummary> {
-    run_worker(config, handler, None).await
+    run_worker(config, handler, true, None).await
+}
+
+/// As [`run_until_idle`], but `shutdown` completing stops it early, as
+/// [`run`] stops: running jobs get `shutdown_grace`, claimed ones go back.
+pub async fn run_until_idle_or(
+    config: WorkerConfig,
+    handler: Arc<dyn JobHandler>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<RunSummary> {
+    run_worker(config, handler, true, Some(Box::pin(shutdown))).await
 }
 
 async fn run_worker(
     config: WorkerConfig,
     handler: Arc<dyn JobHandler>,
+    stop_when_idle: bool,
     shutdown: Option<BoxFuture<'static, ()>>,
 ) -> Result<RunSummary> {
-    let settings = config.settings(shutdown.is_none())?;
+    let settings = config.settings(stop_when_idle)?;
     let path = config.db_path.clone();
     let db = tokio::task::spawn_blocking(move || QueueDb::start(&path, settings))
         .await

@@ -64,6 +64,7 @@ enum Command {
     /// stop it gracefully)
     Worker {
         /// Exit once no job is due instead of running until interrupted
+        /// (Ctrl-C or SIGTERM still stop it early, as gracefully)
         #[arg(long)]
         until_idle: bool,
     },
@@ -380,19 +381,19 @@ fn run(command: Option<Command>, data_dir: &Path) -> Result<(), Failure> {
             let config = shop.worker_config();
             let handler = shop.job_handler();
             runtime.block_on(async move {
+                // Listen before the first job is claimed, so that a stop
+                // request from then on gives the claimed jobs back.
+                let signals = QuitSignals::listen().map_err(|e| {
+                    shopdesk_core::Error::Other(format!("cannot listen for stop signals: {e}"))
+                })?;
+                let shutdown = async move {
+                    let signal = signals.recv().await;
+                    tracing::info!("{signal} received: stopping the worker");
+                };
                 if until_idle {
-                    let summary = worker::run_until_idle(config, handler).await?;
+                    let summary = worker::run_until_idle_or(config, handler, shutdown).await?;
                     print_json(&summary);
                 } else {
-                    // Listen before the first job is claimed, so that a stop
-                    // request from then on gives the claimed jobs back.
-                    let signals = QuitSignals::listen().map_err(|e| {
-                        shopdesk_core::Error::Other(format!("cannot listen for stop signals: {e}"))
-                    })?;
-                    let shutdown = async move {
-                        let signal = signals.recv().await;
-                        tracing::info!("{signal} received: stopping the worker");
-                    };
                     worker::run(config, handler, shutdown).await?;
                 }
                 Ok::<(), shopdesk_core::Error>(())

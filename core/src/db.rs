@@ -207,15 +207,7 @@ mod tests {
     }
 
     fn settings_write(conn: &mut Connection, key: &str, value: &str) {
-        write(conn, |tx| {
-            tx.execute(
-                "INSERT INTO settings (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                [key, value],
-            )?;
-            Ok(())
-        })
-        .unwrap();
+        write(conn, |tx| crate::settings::set(tx, key, value)).unwrap();
     }
 
     #[test]

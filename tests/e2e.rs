@@ -791,12 +791,41 @@ async fn inspect_a_job(c: &Client, env: &Env, order: &OrderJobs) -> Result<()> {
         "the details do not name the job {}: {detail:?}",
         order.email
     );
+    // The job has not failed: its "Last error" is a plain dash, not red.
+    let (error_shown, in_red) = detail_error_look(c).await?;
+    ensure!(
+        error_shown == "—" && !in_red,
+        "a job without an error shows Last error {error_shown:?}{}",
+        if in_red { " in red" } else { "" }
+    );
     screenshot(c, env, "jobs-detail").await?;
     cell.click().await.context("clicking the job's row again")?;
     wait_for("the details to close", WAIT, || async {
         Ok(find_opt(c, "job-detail").await?.is_none().then_some(()))
     })
     .await
+}
+
+/// The open job's "Last error" as shown, and whether it is in the page's
+/// error colour.
+async fn detail_error_look(c: &Client) -> Result<(String, bool)> {
+    let v = c
+        .execute(
+            "const el = document.querySelector('[data-testid=\"job-detail-error\"]');
+             if (!el) return null;
+             const probe = document.createElement('span');
+             probe.style.color = 'var(--bad)';
+             document.body.appendChild(probe);
+             const bad = getComputedStyle(probe).color;
+             probe.remove();
+             return [(el.innerText || el.textContent || '').trim(), getComputedStyle(el).color === bad];",
+            vec![],
+        )
+        .await?;
+    let text = v[0]
+        .as_str()
+        .context("the job's details have a Last error entry (job-detail-error)")?;
+    Ok((text.to_string(), v[1].as_bool().unwrap_or(false)))
 }
 
 /// The two jobs an order queued.

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use shopdesk_core::queue::admin::QueueState;
 use shopdesk_core::queue::JobStats;
 use shopdesk_core::{worker, Shop};
 use tauri::async_runtime::JoinHandle;
@@ -174,6 +175,14 @@ fn start_worker(
     })
 }
 
+/// What one look publishes: the counts, and for the tray which queues are
+/// paused.
+#[derive(PartialEq)]
+struct Published {
+    stats: JobStats,
+    queues: Vec<QueueState>,
+}
+
 /// Publishes job counts (event for the pages, text for the tray) each time
 /// they may have changed, coalescing bursts. Every few seconds it also looks
 /// for commits made elsewhere (the CLI, a headless worker, another till):
@@ -200,7 +209,7 @@ async fn publish_job_stats(
     };
     let mut outside = tokio::time::interval(LOOK_OUTSIDE_EVERY);
     outside.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last: Option<JobStats> = None;
+    let mut last: Option<Published> = None;
     loop {
         let signalled = tokio::select! {
             _ = changed.notified() => true,
@@ -221,17 +230,20 @@ async fn publish_job_stats(
             if committed == Some(false) {
                 return Ok(None);
             }
-            shop.job_stats().map(|stats| Some((stats, committed)))
+            // The tray names queues paused alone, which the counts do not
+            // tell: one more read of the (tiny) paused-queues table.
+            let stats = shop.job_stats()?;
+            let queues = shop.queue_states()?;
+            Ok(Some((Published { stats, queues }, committed)))
         })
         .await
         .map_err(|e| shopdesk_core::Error::Other(e.to_string()))
         .and_then(|r| r);
-        let (stats, outside_commit) = match looked {
-            Ok(Some((stats, committed))) => {
-                // Without a watch, changed counts are the only sign.
-                let outside_commit =
-                    committed.unwrap_or(!signalled && last.as_ref() != Some(&stats));
-                (stats, outside_commit)
+        let (now, outside_commit) = match looked {
+            Ok(Some((now, committed))) => {
+                // Without a watch, changed counts (or pauses) are the only sign.
+                let outside_commit = committed.unwrap_or(!signalled && last.as_ref() != Some(&now));
+                (now, outside_commit)
             }
             Ok(None) => continue,
             Err(e) => {
@@ -243,13 +255,13 @@ async fn publish_job_stats(
         if signalled || outside_commit {
             if let Some(handle) = app.try_state::<TrayHandle>() {
                 if let Some(tray) = &handle.0 {
-                    tray.update(&stats);
+                    tray.update(&now.stats, &now.queues);
                 }
             }
-            if let Err(e) = app.emit(JOBS_CHANGED, &stats) {
+            if let Err(e) = app.emit(JOBS_CHANGED, &now.stats) {
                 tracing::warn!(error = %e, "could not emit {JOBS_CHANGED}");
             }
-            last = Some(stats);
+            last = Some(now);
         }
         if outside_commit {
             if let Err(e) = app.emit(ORDERS_CHANGED, ()) {

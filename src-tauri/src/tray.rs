@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use shopdesk_core::queue::admin::QueueState;
 use shopdesk_core::queue::JobStats;
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
@@ -180,22 +181,35 @@ pub fn host_present() -> bool {
     true
 }
 
-/// The status line: `3 pending · 0 failed`, `· paused` when paused.
-pub fn status_text(stats: &JobStats) -> String {
+/// The status line: `3 pending · 0 failed`, then `· paused` when every
+/// queue is paused, or the queues paused alone by name (`· email paused`),
+/// as `shopdesk jobs stats` and the Jobs page say it.
+pub fn status_text(stats: &JobStats, queues: &[QueueState]) -> String {
     let mut text = format!(
         "{} pending · {} failed",
         stats.pending + stats.running,
         stats.failed + stats.dead
     );
+    let paused: Vec<&str> = queues
+        .iter()
+        .filter(|q| q.paused)
+        .map(|q| q.queue.as_str())
+        .collect();
     if stats.paused {
         text.push_str(" · paused");
+    } else if !paused.is_empty() {
+        text.push_str(&format!(" · {} paused", paused.join(", ")));
     }
     text
 }
 
-pub fn toggle_text(stats: &JobStats) -> &'static str {
+/// The pause item flips every queue at once: with some queues paused, it
+/// pauses the rest too, so it says "all".
+pub fn toggle_text(stats: &JobStats, queues: &[QueueState]) -> &'static str {
     if stats.paused {
         "Resume queue"
+    } else if queues.iter().any(|q| q.paused) {
+        "Pause all queues"
     } else {
         "Pause queue"
     }
@@ -238,11 +252,11 @@ pub fn create(app: &AppHandle) -> tauri::Result<Tray> {
 }
 
 impl Tray {
-    pub fn update(&self, stats: &JobStats) {
-        if let Err(e) = self.status.set_text(status_text(stats)) {
+    pub fn update(&self, stats: &JobStats, queues: &[QueueState]) {
+        if let Err(e) = self.status.set_text(status_text(stats, queues)) {
             tracing::warn!(error = %e, "could not update the tray status");
         }
-        if let Err(e) = self.toggle.set_text(toggle_text(stats)) {
+        if let Err(e) = self.toggle.set_text(toggle_text(stats, queues)) {
             tracing::warn!(error = %e, "could not update the tray pause item");
         }
     }
@@ -273,6 +287,16 @@ fn toggle_queue(app: &AppHandle) {
 mod tests {
     use super::*;
 
+    fn queues(email: bool, notify: bool) -> Vec<QueueState> {
+        [("email", email), ("notify", notify)]
+            .into_iter()
+            .map(|(queue, paused)| QueueState {
+                queue: queue.to_string(),
+                paused,
+            })
+            .collect()
+    }
+
     #[test]
     fn status_line_counts_waiting_and_failing_jobs() {
         let stats = JobStats {
@@ -283,14 +307,40 @@ mod tests {
             dead: 1,
             paused: false,
         };
-        assert_eq!(status_text(&stats), "3 pending · 2 failed");
-        assert_eq!(toggle_text(&stats), "Pause queue");
+        let running = queues(false, false);
+        assert_eq!(status_text(&stats, &running), "3 pending · 2 failed");
+        assert_eq!(toggle_text(&stats, &running), "Pause queue");
         let paused = JobStats {
             paused: true,
             ..stats
         };
-        assert_eq!(status_text(&paused), "3 pending · 2 failed · paused");
-        assert_eq!(toggle_text(&paused), "Resume queue");
+        let all = queues(true, true);
+        assert_eq!(status_text(&paused, &all), "3 pending · 2 failed · paused");
+        assert_eq!(toggle_text(&paused, &all), "Resume queue");
+    }
+
+    #[test]
+    fn status_line_names_the_queues_paused_alone() {
+        let stats = JobStats {
+            pending: 3,
+            ..JobStats::default()
+        };
+        let email = queues(true, false);
+        assert_eq!(
+            status_text(&stats, &email),
+            "3 pending · 0 failed · email paused"
+        );
+        assert_eq!(toggle_text(&stats, &email), "Pause all queues");
+        assert_eq!(
+            status_text(&stats, &queues(false, true)),
+            "3 pending · 0 failed · notify paused"
+        );
+        // Both paused alone while a queue outside the known ones still has
+        // jobs: not "all paused", so each is named.
+        assert_eq!(
+            status_text(&stats, &queues(true, true)),
+            "3 pending · 0 failed · email, notify paused"
+        );
     }
 
     #[test]

@@ -173,31 +173,29 @@ async fn flow(c: &Client, env: &Env) -> Result<()> {
 }
 
 async fn import_catalog(c: &Client, env: &Env) -> Result<()> {
-    step("Products: importing the catalog");
+    step("Products: a catalog that is not UTF-8 is refused");
     click(c, "nav-products").await?;
     let input = wait_find(c, "import-file").await?;
-    let path = env.catalog.to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().context("a temp dir for the Windows-1252 catalog")?;
+    let latin1 = dir.path().join("latin1.csv");
+    std::fs::write(&latin1, latin1_catalog(env)?)
+        .with_context(|| format!("writing {}", latin1.display()))?;
+    let how = give_file(c, &input, &latin1).await?;
+    step(&format!("Products: file given by {how}"));
+    let error = wait_text_contains(c, "import-error", "latin1.csv is not UTF-8 text").await?;
+    step(&format!("Products: refused with {error:?}"));
+    ensure!(
+        find_opt(c, "import-summary").await?.is_none(),
+        "a summary is shown for a refused import"
+    );
+    ensure!(
+        c.find_all(tid("product-row")).await?.is_empty(),
+        "the refused catalog left product rows"
+    );
+    screenshot(c, env, "products-not-utf8").await?;
 
-    // The file input sits behind a button. Try, in order: sending the path to
-    // the input as it is; after making it visible; building the File in JS.
-    let mut how = "send_keys on the input";
-    if input.send_keys(&path).await.is_err() {
-        how = "send_keys after making the input visible";
-        c.execute(
-            "const el = arguments[0];
-             el.hidden = false;
-             el.removeAttribute('hidden');
-             Object.assign(el.style, {display: 'block', visibility: 'visible', opacity: '1',
-               position: 'static', width: '300px', height: '30px'});",
-            vec![elem_arg(&input)?],
-        )
-        .await
-        .context("making the import-file input visible")?;
-        if input.send_keys(&path).await.is_err() {
-            how = "a File built in JS and a change event";
-            set_file_via_js(c, &input, &env.catalog).await?;
-        }
-    }
+    step("Products: importing the catalog");
+    let how = give_file(c, &input, &env.catalog).await?;
     step(&format!("Products: file given by {how}"));
 
     let summary = wait_for(
@@ -239,7 +237,65 @@ async fn import_catalog(c: &Client, env: &Env) -> Result<()> {
         rows as u64 == imported,
         "{imported} products imported but {rows} product rows shown"
     );
+    ensure!(
+        find_opt(c, "import-error").await?.is_none(),
+        "the earlier refusal is still shown after a good import"
+    );
     screenshot(c, env, "products").await
+}
+
+/// The catalog's first product as a spreadsheet on Windows saves it: with
+/// "é" as the single byte 0xE9 in its title, which is not UTF-8.
+fn latin1_catalog(env: &Env) -> Result<Vec<u8>> {
+    let text = std::fs::read_to_string(&env.catalog)
+        .with_context(|| format!("reading {}", env.catalog.display()))?;
+    let mut lines = text.lines();
+    let (Some(header), Some(first)) = (lines.next(), lines.next()) else {
+        bail!("the catalog has no product line");
+    };
+    ensure!(
+        first.starts_with("ocean-blue-shirt,Ocean Blue Shirt,"),
+        "the catalog's first line is not Ocean Blue Shirt: {first:?}"
+    );
+    let row = first.replacen(
+        "ocean-blue-shirt,Ocean Blue Shirt,",
+        "cafe-shirt,Caf\u{e9} Shirt,",
+        1,
+    );
+    let mut out = Vec::new();
+    out.extend_from_slice(header.as_bytes());
+    out.push(b'\n');
+    for ch in row.chars() {
+        // Latin-1: every character of this line fits in one byte.
+        out.push(u8::try_from(u32::from(ch)).context("a character outside Latin-1")?);
+    }
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// Gives the (hidden) file input a file as a pick would. Tries, in order:
+/// sending the path to the input as it is; after making it visible;
+/// building the File in JS. Says which worked.
+async fn give_file(c: &Client, input: &Element, path: &Path) -> Result<&'static str> {
+    let path_text = path.to_string_lossy().into_owned();
+    if input.send_keys(&path_text).await.is_ok() {
+        return Ok("send_keys on the input");
+    }
+    c.execute(
+        "const el = arguments[0];
+         el.hidden = false;
+         el.removeAttribute('hidden');
+         Object.assign(el.style, {display: 'block', visibility: 'visible', opacity: '1',
+           position: 'static', width: '300px', height: '30px'});",
+        vec![elem_arg(input)?],
+    )
+    .await
+    .context("making the import-file input visible")?;
+    if input.send_keys(&path_text).await.is_ok() {
+        return Ok("send_keys after making the input visible");
+    }
+    set_file_via_js(c, input, path).await?;
+    Ok("a File built in JS and a change event")
 }
 
 async fn new_order(c: &Client, env: &Env) -> Result<()> {
@@ -1170,8 +1226,8 @@ async fn fill(c: &Client, id: &str, value: &str) -> Result<()> {
 /// Last resort for the import: hand the input a File built from the CSV's
 /// content and fire `change`, as a browser does after a file pick.
 async fn set_file_via_js(c: &Client, input: &Element, path: &Path) -> Result<()> {
-    let content =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    // As bytes: the file need not be UTF-8.
+    let content = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -1179,7 +1235,7 @@ async fn set_file_via_js(c: &Client, input: &Element, path: &Path) -> Result<()>
     c.execute(
         "const [el, name, content] = arguments;
          const dt = new DataTransfer();
-         dt.items.add(new File([content], name, {type: 'text/csv'}));
+         dt.items.add(new File([new Uint8Array(content)], name, {type: 'text/csv'}));
          el.files = dt.files;
          el.dispatchEvent(new Event('input', {bubbles: true}));
          el.dispatchEvent(new Event('change', {bubbles: true}));",
@@ -1201,6 +1257,15 @@ fn number_after(text: &str, word: &str) -> Option<u64> {
 }
 
 async fn screenshot(c: &Client, env: &Env, name: &str) -> Result<()> {
+    // Let the page paint what it shows now: WebKit's screenshot is the last
+    // frame drawn, which can lag a fresh change.
+    let _ = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             requestAnimationFrame(() => requestAnimationFrame(() => done(null)));",
+            vec![],
+        )
+        .await;
     let png = c
         .screenshot()
         .await

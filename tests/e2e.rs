@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use fantoccini::actions::{InputSource, MouseActions, PointerAction};
 use fantoccini::elements::Element;
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
@@ -691,9 +692,46 @@ async fn jobs_page_actions(c: &Client, env: &Env) -> Result<()> {
 
     inspect_a_job(c, env, &held).await?;
 
-    step("Jobs page: cancelling two pending emails");
+    // New jobs go on top; while the owner points at the list they must not
+    // push the row under the pointer down.
+    step("Jobs page: new jobs wait while the pointer is over the list");
+    let held_cell = find_job_row(c, &held.email)
+        .await?
+        .context("the held email job has a row")?
+        .find(Locator::Css("td"))
+        .await?;
+    point_at(c, &held_cell).await?;
+    let ids_before: Vec<String> = job_rows(c).await?.into_iter().map(|r| r.id).collect();
+    let top_before = job_row_top(c, &held.email).await?;
     let cancelled = place_cli_order(env, "lost@example.com", "yellow-wool-jumper", "E2E-3")?;
     let purged = place_cli_order(env, "gone@example.com", "floral-white-top", "E2E-4")?;
+    // Each order queued an email and a notification. The counts above the
+    // list keep up: the held email and both new ones wait in the paused queue.
+    wait_text_contains(c, "jobs-held", "4 new").await?;
+    wait_text_contains(c, "stat-pending", "3").await?;
+    let ids_held: Vec<String> = job_rows(c).await?.into_iter().map(|r| r.id).collect();
+    ensure!(
+        ids_held == ids_before,
+        "the list changed under the pointer: {ids_before:?} then {ids_held:?}"
+    );
+    let top_held = job_row_top(c, &held.email).await?;
+    ensure!(
+        top_held == top_before,
+        "the pointed-at row moved from y={top_before} to y={top_held}"
+    );
+    screenshot(c, env, "jobs-held").await?;
+    step("Jobs page: the pointer leaves the list, the new jobs show");
+    let heading = c
+        .find(Locator::Css("h1"))
+        .await
+        .context("the page's heading")?;
+    point_at(c, &heading).await?;
+    wait_for("the held note to go", WAIT, || async {
+        Ok(find_opt(c, "jobs-held").await?.is_none().then_some(()))
+    })
+    .await?;
+
+    step("Jobs page: cancelling two pending emails");
     // New rows go on top and push the others down: wait until both orders'
     // rows are shown and settled, or a click may land on the wrong row.
     for order in [&cancelled, &purged] {
@@ -1044,6 +1082,33 @@ async fn find_job_row(c: &Client, id: &str) -> Result<Option<Element>> {
         .await?
         .into_iter()
         .next())
+}
+
+/// Where job `id`'s row starts on the screen (its top, in CSS pixels).
+async fn job_row_top(c: &Client, id: &str) -> Result<f64> {
+    let v = c
+        .execute(
+            "const row = document.querySelector(`[data-testid=\"job-row\"][data-job-id=\"${arguments[0]}\"]`);
+             return row ? row.getBoundingClientRect().top : null;",
+            vec![json!(id)],
+        )
+        .await?;
+    v.as_f64().with_context(|| format!("job {id} has no row"))
+}
+
+/// Moves the mouse pointer onto the middle of `element` and leaves it
+/// there, as an owner aiming at it does.
+async fn point_at(c: &Client, element: &Element) -> Result<()> {
+    let mouse = MouseActions::new("pointer".into()).then(PointerAction::MoveToElement {
+        element: element.clone(),
+        duration: Some(Duration::from_millis(100)),
+        x: 0.0,
+        y: 0.0,
+    });
+    c.perform_actions(mouse)
+        .await
+        .context("moving the pointer")?;
+    Ok(())
 }
 
 /// Clicks a button (`job-retry`, `job-cancel`) in job `id`'s row.

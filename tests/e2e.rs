@@ -522,6 +522,10 @@ async fn jobs(c: &Client, env: &Env) -> Result<()> {
     })
     .await?;
     step(&format!("Jobs: {rows:?}; stats {stats:?}"));
+    ensure!(
+        rows.iter().all(|r| r.contains("R-000001")),
+        "each job names its order's receipt: {rows:?}"
+    );
     screenshot(c, env, "jobs").await?;
 
     step("Jobs: clicking a count lists only the jobs in that state");

@@ -175,6 +175,20 @@ async fn an_order_sends_one_confirmation_email_to_the_outbox() {
         email_job.idempotency_key.as_deref(),
         Some(format!("order-confirmation/{}", placed.order_id).as_str())
     );
+    // Every job says which order it is for, in lists and in detail.
+    let all = shop.list_jobs(None, 10).unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all
+        .iter()
+        .all(|j| j.receipt_number.as_deref() == Some("R-000001")));
+    assert_eq!(
+        shop.job(&email_job.id)
+            .unwrap()
+            .info
+            .receipt_number
+            .as_deref(),
+        Some("R-000001")
+    );
 }
 
 #[tokio::test]

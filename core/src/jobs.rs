@@ -1,5 +1,6 @@
 //! The shop's background jobs: what checkout enqueues and how each runs.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
@@ -13,7 +14,7 @@ use crate::mail;
 use crate::notify;
 use crate::orders;
 use crate::paths::DataDir;
-use crate::queue::{self, Job, JobError, JobHandler, NewJob};
+use crate::queue::{self, Job, JobError, JobHandler, JobInfo, NewJob};
 use crate::secrets::{self, SecretStore, Secrets};
 use crate::settings;
 
@@ -47,6 +48,35 @@ pub fn enqueue_order_jobs(tx: &Transaction, order_id: &str, has_email: bool) -> 
     job.idempotency_key = Some(format!("{ORDER_NOTIFICATION_KEY_PREFIX}{order_id}"));
     job.max_attempts = NOTIFICATION_MAX_ATTEMPTS;
     queue::enqueue(tx, &job)?;
+    Ok(())
+}
+
+/// The id of the order a job is for, from its idempotency key (the shop's
+/// order jobs are keyed `<prefix><order id>`).
+pub fn order_id_of(job: &JobInfo) -> Option<&str> {
+    let key = job.idempotency_key.as_deref()?;
+    [ORDER_CONFIRMATION_KEY_PREFIX, ORDER_NOTIFICATION_KEY_PREFIX]
+        .iter()
+        .find_map(|prefix| key.strip_prefix(prefix))
+}
+
+/// Fills in the receipt number of each order job's order (one query), so
+/// that people see which order a job is for.
+pub fn add_receipts(conn: &Connection, jobs: &mut [JobInfo]) -> Result<()> {
+    let ids: Vec<&str> = jobs.iter().filter_map(order_id_of).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let ids = serde_json::to_string(&ids).map_err(|e| crate::Error::Other(e.to_string()))?;
+    let receipts: HashMap<String, String> = conn
+        .prepare_cached(
+            "SELECT id, receipt_number FROM orders WHERE id IN (SELECT value FROM json_each(?1))",
+        )?
+        .query_map([ids], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for job in jobs {
+        job.receipt_number = order_id_of(job).and_then(|id| receipts.get(id).cloned());
+    }
     Ok(())
 }
 

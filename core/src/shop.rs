@@ -11,7 +11,7 @@ use crate::catalog::{self, ImportSummary, Product};
 use crate::checkout::{self, OrderRequest, PlacedOrder};
 use crate::db::{self, Durability};
 use crate::error::{Error, Result};
-use crate::jobs::ShopJobs;
+use crate::jobs::{self, ShopJobs};
 use crate::orders::{self, OrderSummary};
 use crate::paths::DataDir;
 use crate::queue::admin::{self, JobDetail, QueueState};
@@ -254,8 +254,12 @@ impl Shop {
         queue::stats(&self.conn())
     }
 
+    /// Jobs, newest first, each with its order's receipt number.
     pub fn list_jobs(&self, status: Option<JobStatus>, limit: usize) -> Result<Vec<JobInfo>> {
-        queue::list(&self.conn(), status, limit)
+        let conn = self.conn();
+        let mut jobs = queue::list(&conn, status, limit)?;
+        jobs::add_receipts(&conn, &mut jobs)?;
+        Ok(jobs)
     }
 
     /// Pauses or resumes every queue (persisted across restarts).
@@ -267,17 +271,26 @@ impl Shop {
 
     /// A job with its payload, for inspection.
     pub fn job(&self, id: &str) -> Result<JobDetail> {
-        admin::get_detail(&self.conn(), id)
+        let conn = self.conn();
+        let mut detail = admin::get_detail(&conn, id)?;
+        jobs::add_receipts(&conn, std::slice::from_mut(&mut detail.info))?;
+        Ok(detail)
     }
 
     /// Runs a dead or retrying job again, with a fresh set of attempts.
     pub fn retry_job(&self, id: &str) -> Result<JobInfo> {
-        admin::retry(&self.conn(), id, queue::now_ms())
+        let conn = self.conn();
+        let mut job = admin::retry(&conn, id, queue::now_ms())?;
+        jobs::add_receipts(&conn, std::slice::from_mut(&mut job))?;
+        Ok(job)
     }
 
     /// Cancels a pending or retrying job (it becomes dead, "cancelled").
     pub fn cancel_job(&self, id: &str) -> Result<JobInfo> {
-        admin::cancel(&self.conn(), id, queue::now_ms())
+        let conn = self.conn();
+        let mut job = admin::cancel(&conn, id, queue::now_ms())?;
+        jobs::add_receipts(&conn, std::slice::from_mut(&mut job))?;
+        Ok(job)
     }
 
     /// Pauses or resumes one queue by name (`email`, `notify`), or all

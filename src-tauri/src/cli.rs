@@ -425,9 +425,10 @@ fn jobs_action(shop: &Shop, action: JobsAction) -> Result<(), Failure> {
             } else {
                 for j in jobs {
                     println!(
-                        "{}  {:<26} {:<8} attempts {}/{}  next {}  {}",
+                        "{}  {:<26} {:<8} {:<8} attempts {}/{}  next {}  {}",
                         j.id,
                         j.job_type,
+                        j.receipt_number.as_deref().unwrap_or("-"),
                         j.status.label(),
                         j.attempts,
                         j.max_attempts,
@@ -474,6 +475,9 @@ fn jobs_action(shop: &Shop, action: JobsAction) -> Result<(), Failure> {
             } else {
                 let i = &job.info;
                 println!("{}  {}  {}", i.id, i.job_type, i.status.label());
+                if let Some(receipt) = &i.receipt_number {
+                    println!("  order       {receipt}");
+                }
                 println!("  attempts    {}/{}", i.attempts, i.max_attempts);
                 println!("  run at      {}", i.run_at);
                 if let Some(done) = &i.done_at {

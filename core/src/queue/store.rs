@@ -579,6 +579,10 @@ pub struct JobInfo {
     pub idempotency_key: Option<String>,
     pub lock_by: Option<String>,
     pub done_at: Option<String>,
+    /// The receipt number of the order the job is for, when it is one of
+    /// the shop's order jobs. The queue knows nothing of orders: always
+    /// `None` here, filled in by [`crate::jobs::add_receipts`].
+    pub receipt_number: Option<String>,
 }
 
 const INFO_COLUMNS: &str =
@@ -611,6 +615,7 @@ fn job_info(r: &Row) -> rusqlite::Result<JobInfo> {
         idempotency_key: r.get(7)?,
         lock_by: r.get(8)?,
         done_at: done_at.map(|s| rfc3339_ms(s.saturating_mul(1000))),
+        receipt_number: None,
     })
 }
 

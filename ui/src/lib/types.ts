@@ -118,6 +118,8 @@ export interface JobInfo {
   idempotency_key: string | null;
   lock_by: string | null;
   done_at: string | null;
+  /** The receipt number of the order the job is for, if any. */
+  receipt_number: string | null;
 }
 
 /** `get_job`: a job with its decoded payload. */

@@ -173,11 +173,20 @@ struct Shop {
     tmp: tempfile::TempDir,
     data: PathBuf,
     spawned: std::cell::Cell<usize>,
+    /// Environment of every process, over the usual one: a value, or
+    /// `None` to leave the variable unset.
+    env: Vec<(String, Option<String>)>,
 }
 
 impl Shop {
     /// A new shop with the shared catalog and a few well-stocked products.
     fn new() -> Shop {
+        Shop::with_env(&[])
+    }
+
+    /// A new shop whose processes all run with these variables set (or,
+    /// for `None`, unset).
+    fn with_env(env: &[(&str, Option<&str>)]) -> Shop {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data = tmp.path().join("data");
         std::fs::create_dir_all(tmp.path().join("home")).unwrap();
@@ -186,6 +195,10 @@ impl Shop {
             tmp,
             data,
             spawned: std::cell::Cell::new(0),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+                .collect(),
         };
         shop.ok(&["import", "products", catalog().to_str().unwrap()]);
         let mut csv = String::from(
@@ -238,6 +251,12 @@ impl Shop {
                 format!("unix:path={}", self.tmp.path().join("no-bus").display()),
             )
             .stdin(Stdio::null());
+        for (name, value) in &self.env {
+            match value {
+                Some(v) => cmd.env(name, v),
+                None => cmd.env_remove(name),
+            };
+        }
         cmd
     }
 
@@ -302,8 +321,19 @@ impl Shop {
         );
         self.ok(&["config", "set", "shop_email", "orders@fault-shop.example"]);
         self.ok(&["config", "set", "email_api_url", &sink.url()]);
-        // The key goes in on standard input, as a careful owner would give
-        // it (not in the process list); every request checks it arrived.
+        let out = self.set_api_key(API_KEY);
+        assert!(
+            out.status.success(),
+            "config set email_api_key - failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.ok(&["config", "set", "email_provider", "resend"]);
+    }
+
+    /// `shopdesk config set email_api_key -` with `key` on standard input,
+    /// as a careful owner gives it (not in the process list). The key is
+    /// echoed back only masked, and is nowhere in what the command printed.
+    fn set_api_key(&self, key: &str) -> Output {
         let mut child = self
             .command()
             .args(["config", "set", "email_api_key", "-"])
@@ -316,20 +346,17 @@ impl Shop {
             .stdin
             .take()
             .unwrap()
-            .write_all(format!("{API_KEY}\n").as_bytes())
+            .write_all(format!("{key}\n").as_bytes())
             .unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "config set email_api_key - failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let echoed = String::from_utf8_lossy(&out.stdout);
         assert!(
-            echoed.starts_with("email_api_key = ") && !echoed.contains(API_KEY),
-            "the key must be echoed masked: {echoed}"
+            !out.status.success() || echoed.starts_with("email_api_key = "),
+            "{echoed}"
         );
-        self.ok(&["config", "set", "email_provider", "resend"]);
+        assert_key_not_in("config set email_api_key's output", &out.stdout, key);
+        assert_key_not_in("config set email_api_key's stderr", &out.stderr, key);
+        out
     }
 
     /// `shopdesk worker --until-idle`; returns its summary.
@@ -397,6 +424,37 @@ impl Shop {
             .filter(|j| j["job_type"] == EMAIL_JOB)
             .collect()
     }
+}
+
+/// Fails the test when `haystack` shows the API `key`, or even the part of
+/// it that its mask hides (all but the first 3 and last 4 characters).
+fn assert_key_not_in(what: &str, haystack: &[u8], key: &str) {
+    let hidden = &key.as_bytes()[3..key.len() - 4];
+    if let Some(at) = haystack.windows(hidden.len()).position(|w| w == hidden) {
+        let from = at.saturating_sub(120);
+        let to = (at + hidden.len() + 40).min(haystack.len());
+        panic!(
+            "{what} shows the API key: …{}…",
+            String::from_utf8_lossy(&haystack[from..to])
+        );
+    }
+}
+
+/// Every file under `dir`, however deep.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
 }
 
 /// One line per job: id, type, status, attempts, last error.
@@ -905,6 +963,155 @@ fn a_rejected_email_dies_at_once_with_the_reason_and_can_be_retried() {
     assert_eq!(order(&bad["order_id"])["email_status"], "sent");
     assert_eq!(tries(&bad_key), 2);
     check_deliveries(&sink, &shop.orders(), true);
+}
+
+// ---------------------------------------------------------------------------
+// The API key goes to the provider and nowhere else.
+// ---------------------------------------------------------------------------
+
+/// Sends that fail in every way the provider answers (500, 429, a 422
+/// rejection) and one that succeeds, with every log turned up to `trace`
+/// (the HTTP client's own events included, where a careless client would
+/// print its request headers): the key is in no log, no output, no command
+/// that shows settings, jobs or orders, and not in the database. Only the
+/// provider receives it, in the Authorization header, and only the 0600
+/// secrets file keeps it.
+#[test]
+fn the_api_key_is_never_logged_nor_shown_even_when_sends_fail() {
+    let sink = MailSink::start();
+    sink.script(Behavior::ServerError);
+    sink.script(Behavior::TooManyRequests {
+        retry_after_secs: 1,
+    });
+    sink.reject_recipient("nobody@example.com");
+    let shop = Shop::with_env(&[("SHOPDESK_LOG", Some("trace"))]);
+    shop.use_provider(&sink);
+    let mut worker = shop.worker();
+    let good = shop.place("good", "somebody@example.com", 0);
+    let bad = shop.place("bad", "nobody@example.com", 1);
+    let key_of = |o: &Value| format!("{EMAIL_KEY_PREFIX}{}", o["order_id"].as_str().unwrap());
+    let (good_key, bad_key) = (key_of(&good), key_of(&bad));
+    wait_until(
+        Duration::from_secs(30),
+        || {
+            format!(
+                "one email sent and the rejected one dead; jobs:\n{}",
+                describe_jobs(&shop.jobs())
+            )
+        },
+        || {
+            let jobs = shop.email_jobs();
+            let status = |key: &str| {
+                jobs.iter()
+                    .find(|j| j["idempotency_key"] == key)
+                    .map(|j| j["status"].clone())
+            };
+            (status(&good_key) == Some("Done".into()) && status(&bad_key) == Some("Killed".into()))
+                .then_some(())
+        },
+    );
+    // A graceful stop, so that the worker's logs are all written out.
+    worker.signal(libc::SIGINT);
+    assert!(worker.wait_exit(Duration::from_secs(20)).success());
+
+    let requests = sink.requests();
+    let statuses: HashSet<Option<u16>> = requests.iter().map(Request::status).collect();
+    for status in [500, 429, 422, 200] {
+        assert!(
+            statuses.contains(&Some(status)),
+            "the provider never answered {status}: {statuses:?}"
+        );
+    }
+    // The one place the key goes: to the provider, with every request.
+    for r in &requests {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {API_KEY}").as_str())
+        );
+    }
+
+    // Nothing that shows settings, jobs or orders shows the key.
+    let mut shown = vec![
+        vec!["config", "get"],
+        vec!["config", "get", "--json"],
+        vec!["config", "get", "email_api_key"],
+        vec!["config", "get", "email_api_key", "--json"],
+        vec!["jobs", "list", "--json"],
+        vec!["jobs", "list"],
+        vec!["orders", "list", "--json"],
+        vec!["orders", "list"],
+        vec!["jobs", "stats", "--json"],
+    ];
+    let jobs = shop.jobs();
+    let ids: Vec<&str> = jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
+    for id in &ids {
+        shown.push(vec!["jobs", "show", id, "--json"]);
+        shown.push(vec!["jobs", "show", id]);
+    }
+    for args in &shown {
+        let out = shop.run(args);
+        assert!(
+            out.status.success(),
+            "shopdesk {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_key_not_in(
+            &format!("shopdesk {}", args.join(" ")),
+            &out.stdout,
+            API_KEY,
+        );
+        assert_key_not_in(
+            &format!("shopdesk {}'s stderr", args.join(" ")),
+            &out.stderr,
+            API_KEY,
+        );
+    }
+    assert_eq!(
+        shop.ok(&["config", "get", "email_api_key"]).trim(),
+        shopdesk_core::secrets::mask(API_KEY)
+    );
+
+    // The logs were really verbose: the HTTP client's own events are in
+    // the worker's stderr, and the sends in the data folder's log.
+    let worker_log = worker.stderr_text();
+    assert!(
+        worker_log.contains("reqwest") && worker_log.contains("hyper"),
+        "the HTTP client logged nothing at trace level:\n{worker_log}"
+    );
+    let logs: Vec<PathBuf> = files_under(&shop.data.join("logs"));
+    let logged: String = logs
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    for what in ["accepted by the provider", "invalid recipient", "429"] {
+        assert!(
+            logged.contains(what),
+            "no \"{what}\" in the logs:\n{logged}"
+        );
+    }
+
+    // No file in the data folder has it (logs, database, its WAL, the
+    // outbox), nor the output of any process run here; only the secrets
+    // file, which is for it.
+    let secrets = shop.data.join("secrets");
+    let mut scanned = 0;
+    for file in files_under(&shop.data)
+        .into_iter()
+        .chain(files_under(&shop.tmp.path().join("logs")))
+    {
+        let bytes = std::fs::read(&file).unwrap();
+        if file.starts_with(&secrets) {
+            assert_eq!(bytes, API_KEY.as_bytes(), "{}", file.display());
+            continue;
+        }
+        assert_key_not_in(&file.display().to_string(), &bytes, API_KEY);
+        scanned += 1;
+    }
+    assert!(
+        shop.database().exists() && scanned > logs.len() + 2,
+        "only {scanned} files scanned"
+    );
 }
 
 // ---------------------------------------------------------------------------

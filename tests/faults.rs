@@ -54,7 +54,8 @@ fn shopdesk_bin() -> &'static Path {
             return bin;
         }
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        build
             .args([
                 "build",
                 "-p",
@@ -62,9 +63,26 @@ fn shopdesk_bin() -> &'static Path {
                 "--message-format=json-render-diagnostics",
             ])
             .current_dir(workspace_root())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo build -p shopdesk");
+            .stderr(Stdio::inherit());
+        // Not with the variables cargo gives this test binary (the tests
+        // crate's name, folder, version): ring's build script asks to be
+        // rerun when they change, so they would make this build compile
+        // ring, rustls and reqwest again, and the next `cargo test` too.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                ]
+                .contains(&name.as_ref())
+            {
+                build.env_remove(name.as_ref());
+            }
+        }
+        let out = build.output().expect("run cargo build -p shopdesk");
         assert!(out.status.success(), "cargo build -p shopdesk failed");
         String::from_utf8_lossy(&out.stdout)
             .lines()

@@ -984,6 +984,91 @@ fn a_rejected_email_dies_at_once_with_the_reason_and_can_be_retried() {
 }
 
 // ---------------------------------------------------------------------------
+// A provider that takes the request and never answers.
+// ---------------------------------------------------------------------------
+
+/// The provider reads the request and then says nothing for longer than
+/// the client waits: the attempt fails, retryably, with a plain reason that
+/// the order shows while it waits; the next attempt sends the email, under
+/// the same Idempotency-Key, and it is accepted once.
+#[test]
+fn a_provider_that_hangs_past_the_timeout_is_retried_and_sends_once() {
+    let timeout = shopdesk_core::email_api::REQUEST_TIMEOUT;
+    let sink = MailSink::start();
+    // Still hanging (not closed) when the client gives up.
+    sink.script(Behavior::Hang(timeout * 3));
+    let shop = Shop::new();
+    shop.use_provider(&sink);
+    let _worker = shop.worker();
+    let placed = shop.place("hang", "hang@example.com", 0);
+    let order_id = placed["order_id"].as_str().unwrap();
+    let key = format!("{EMAIL_KEY_PREFIX}{order_id}");
+    assert!(
+        sink.wait_for(Duration::from_secs(20), |r| !r.is_empty()),
+        "the worker sent nothing"
+    );
+    let hung_at = sink.requests()[0].at;
+    // The retry waits until the failed attempt has been looked at: the
+    // email queue is paused while that attempt still waits for an answer.
+    shop.ok(&["jobs", "pause", "email"]);
+
+    let job = wait_until(
+        timeout + Duration::from_secs(20),
+        || {
+            format!(
+                "the hung attempt to fail; jobs:\n{}",
+                describe_jobs(&shop.jobs())
+            )
+        },
+        || {
+            shop.email_jobs()
+                .into_iter()
+                .find(|j| j["idempotency_key"] == key.as_str() && j["status"] != "Running")
+        },
+    );
+    let failed_after = hung_at.elapsed();
+    assert_eq!(job["status"], "Failed", "{job:#}");
+    assert_eq!(job["attempts"], 1, "{job:#}");
+    let reason = job["last_error"].as_str().unwrap_or_default();
+    assert!(reason.contains("did not answer in time"), "{job:#}");
+    assert!(
+        failed_after >= timeout,
+        "the attempt failed {failed_after:?} after the request arrived, before the \
+         {timeout:?} timeout: it was not the timeout"
+    );
+    let shown = shop.ok(&["jobs", "show", job["id"].as_str().unwrap()]);
+    assert!(shown.contains("retrying"), "{shown}");
+    let order = shop
+        .orders()
+        .into_iter()
+        .find(|o| o["order_id"] == order_id)
+        .unwrap();
+    assert_eq!(order["email_status"], "queued", "{order:#}");
+    assert!(
+        order["email_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("did not answer in time")),
+        "the order does not say why its email is late: {order:#}"
+    );
+    assert_eq!(sink.arrived(), 1, "retried while the queue was paused");
+
+    shop.ok(&["jobs", "resume", "email"]);
+    let jobs = wait_all_emails_done(&shop, 1, Duration::from_secs(30));
+    assert_eq!(jobs[0]["attempts"], 2, "{:#}", jobs[0]);
+    let requests = sink.requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    assert_eq!(requests[0].outcome, shopdesk_tests::sink::Outcome::NoAnswer);
+    assert!(requests[1].accepted());
+    for r in &requests {
+        assert_eq!(r.idempotency_key(), Some(key.as_str()));
+    }
+    let orders = shop.orders();
+    check_deliveries(&sink, &orders, true);
+    assert_eq!(orders[0]["email_status"], "sent");
+    assert!(orders[0]["email_error"].is_null(), "{:#}", orders[0]);
+}
+
+// ---------------------------------------------------------------------------
 // The API key goes to the provider and nowhere else.
 // ---------------------------------------------------------------------------
 

@@ -210,6 +210,77 @@ mod tests {
         write(conn, |tx| crate::settings::set(tx, key, value)).unwrap();
     }
 
+    /// Waits for a lock that `write` ran into: one per transaction that
+    /// found the database busy (SQLite calls the handler with count 0 when a
+    /// wait begins).
+    static BUSY_WAITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    /// A busy handler that counts each wait and gives up after about 150 ms
+    /// (instead of the 10 s timeout), so SQLite answers busy in a test.
+    fn count_and_give_up(count: i32) -> bool {
+        if count == 0 {
+            BUSY_WAITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        count < 150
+    }
+
+    /// Another connection takes the write lock (`BEGIN IMMEDIATE`) and
+    /// holds it until `release` says so.
+    fn hold_write_lock(
+        path: &Path,
+        release: impl Fn() -> bool + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
+        let conn = open_raw(path, Durability::Normal).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        std::thread::spawn(move || {
+            while !release() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            conn.execute_batch("COMMIT").unwrap();
+        })
+    }
+
+    #[test]
+    fn a_write_that_finds_the_database_busy_is_retried_a_few_times() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shop.db");
+        let mut conn = open(&path, Durability::Normal).unwrap();
+        conn.busy_handler(Some(count_and_give_up)).unwrap();
+        let insert = |tx: &Transaction, key: &str| -> Result<()> {
+            tx.execute("INSERT INTO settings (key, value) VALUES (?1, 'x')", [key])?;
+            Ok(())
+        };
+
+        // The lock is held throughout: after a few tries, busy (a retryable
+        // error for the caller), and nothing written.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let holder = hold_write_lock(&path, move || rx.try_recv().is_ok());
+        let err = write(&mut conn, |tx| insert(tx, "never")).unwrap_err();
+        tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(err.code(), "busy", "{err}");
+        assert_eq!(BUSY_WAITS.load(SeqCst), 4, "one wait per try, 4 tries");
+
+        // The lock is let go once the first try gave up and the second
+        // waits: the transaction is run again and commits.
+        BUSY_WAITS.store(0, SeqCst);
+        let holder = hold_write_lock(&path, || BUSY_WAITS.load(SeqCst) >= 2);
+        write(&mut conn, |tx| insert(tx, "retried")).unwrap();
+        holder.join().unwrap();
+        let waits = BUSY_WAITS.load(SeqCst);
+        assert!((2..=4).contains(&waits), "{waits} waits");
+        let keys: Vec<String> = conn
+            .prepare("SELECT key FROM settings WHERE value = 'x'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(keys, ["retried"]);
+    }
+
     #[test]
     fn a_failed_write_rolls_back() {
         let dir = tempfile::tempdir().unwrap();

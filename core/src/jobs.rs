@@ -239,3 +239,112 @@ impl JobHandler for ShopJobs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::checkout::{LineRequest, OrderRequest, Payment};
+    use crate::Shop;
+
+    /// A shop with one order that has an email, and that order's email job
+    /// as the worker would hand it over.
+    fn shop_with_an_order(dir: &std::path::Path) -> (Shop, Job) {
+        let shop = Shop::open(dir).unwrap();
+        shop.import_products_csv_str(
+            "mugs.csv",
+            "Handle,Title,Variant SKU,Variant Inventory Qty,Variant Inventory Policy,Variant Price\n\
+             mug,Mug,MUG-1,10,deny,9.50\n",
+        )
+        .unwrap();
+        let placed = shop
+            .place_order(&OrderRequest {
+                idempotency_key: "busy-1".into(),
+                customer_name: None,
+                customer_email: Some("busy@example.com".into()),
+                lines: vec![LineRequest {
+                    sku: "MUG-1".into(),
+                    quantity: 1,
+                }],
+                payment: Payment::Card {
+                    reference: "AUTH-1".into(),
+                },
+            })
+            .unwrap();
+        let job = Job {
+            id: "busy-job".into(),
+            job_type: ORDER_CONFIRMATION_EMAIL.into(),
+            payload: serde_json::json!({ "order_id": placed.order_id }),
+            attempt: 1,
+            max_attempts: 25,
+            idempotency_key: Some(format!(
+                "{ORDER_CONFIRMATION_KEY_PREFIX}{}",
+                placed.order_id
+            )),
+        };
+        (shop, job)
+    }
+
+    fn outbox_files(data: &DataDir) -> usize {
+        std::fs::read_dir(data.outbox()).map_or(0, |d| d.count())
+    }
+
+    /// While another connection keeps everyone else out of the database,
+    /// the email job's reads fail with SQLite's busy error: the attempt is
+    /// retryable (the job will run again), never permanent (dead). Once the
+    /// database is free, the same job runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_database_fails_a_job_retryably_and_the_next_attempt_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shop, job) = shop_with_an_order(dir.path());
+        let data = shop.data().clone();
+        // The till is closed: the only other connection is the holder's.
+        drop(shop);
+        let jobs = ShopJobs::new(data.clone());
+        // The handlers' connection, waiting 50 ms for a lock instead of the
+        // usual 10 s, so the test sees busy quickly. It has not read yet: a
+        // connection that has read a WAL database keeps a shared lock on it,
+        // and no other could then take the exclusive one.
+        let conn = Connection::open(data.database()).unwrap();
+        conn.busy_timeout(Duration::from_millis(50)).unwrap();
+        *jobs.conn.lock().unwrap() = Some(conn);
+
+        // A connection in exclusive locking mode, inside a write
+        // transaction: in WAL mode that keeps readers out too.
+        let holder = db::open_raw(&data.database(), Durability::Normal).unwrap();
+        holder.busy_timeout(Duration::from_secs(1)).unwrap();
+        holder
+            .pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .unwrap();
+        holder
+            .execute_batch(
+                "BEGIN EXCLUSIVE;
+                 UPDATE settings SET value = value WHERE key = 'shop_name';",
+            )
+            .unwrap();
+        let err = jobs.handle(job.clone()).await.unwrap_err();
+        match &err {
+            JobError::Retryable(reason) => assert!(
+                reason.contains("locked") || reason.contains("busy"),
+                "{reason}"
+            ),
+            other => panic!("a busy database must be retryable, got {other:?}"),
+        }
+        assert_eq!(outbox_files(&data), 0);
+
+        // Exclusive locking mode keeps the lock until the connection closes.
+        holder.execute_batch("COMMIT").unwrap();
+        drop(holder);
+        jobs.handle(job.clone()).await.unwrap();
+        assert_eq!(outbox_files(&data), 1, "the email is written once");
+
+        // What will never work is still permanent: an order that is gone.
+        let mut gone = job;
+        gone.payload = serde_json::json!({ "order_id": "no-such-order" });
+        assert!(matches!(
+            jobs.handle(gone).await,
+            Err(JobError::Permanent(reason)) if reason.contains("does not exist")
+        ));
+    }
+}

@@ -18,6 +18,10 @@ packages=(
     xvfb xauth dbus dbus-x11 dunst
     webkit2gtk-driver imagemagick xdotool curl
 )
+# Fault tests: a real Secret Service (the OS keyring of a Linux desktop) on
+# a private bus. Installed without its recommended packages, which would add
+# a PAM module starting a keyring at every login on this machine.
+bare_packages=(gnome-keyring)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
@@ -28,17 +32,27 @@ else
     sudo=(sudo)
 fi
 
+installed() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed'; }
 missing=()
 for p in "${packages[@]}"; do
-    if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
-        missing+=("$p")
-    fi
+    installed "$p" || missing+=("$p")
 done
-if ((${#missing[@]})); then
-    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: ${missing[*]}"
-    log "installing ${missing[*]}"
+missing_bare=()
+for p in "${bare_packages[@]}"; do
+    installed "$p" || missing_bare+=("$p")
+done
+if ((${#missing[@]} + ${#missing_bare[@]})); then
+    command -v apt-get >/dev/null 2>&1 ||
+        die "apt-get not found; install by hand: ${missing[*]} ${missing_bare[*]}"
+    log "installing ${missing[*]} ${missing_bare[*]}"
     "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+    if ((${#missing[@]})); then
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+    fi
+    if ((${#missing_bare[@]})); then
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y --no-install-recommends "${missing_bare[@]}"
+    fi
 else
     log "system packages present"
 fi

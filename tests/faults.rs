@@ -193,7 +193,7 @@ struct Shop {
     spawned: std::cell::Cell<usize>,
     /// Environment of every process, over the usual one: a value, or
     /// `None` to leave the variable unset.
-    env: Vec<(String, Option<String>)>,
+    env: std::cell::RefCell<Vec<(String, Option<String>)>>,
 }
 
 impl Shop {
@@ -213,11 +213,11 @@ impl Shop {
             tmp,
             data,
             spawned: std::cell::Cell::new(0),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
-                .collect(),
+            env: Default::default(),
         };
+        for (name, value) in env {
+            shop.set_env(name, *value);
+        }
         shop.ok(&["import", "products", catalog().to_str().unwrap()]);
         let mut csv = String::from(
             "Handle,Title,Variant SKU,Variant Inventory Qty,Variant Inventory Policy,Variant Price\n",
@@ -229,6 +229,19 @@ impl Shop {
         std::fs::write(&stock, csv).unwrap();
         shop.ok(&["import", "products", stock.to_str().unwrap()]);
         shop
+    }
+
+    /// Processes started from now on run with `name` set to `value` (or
+    /// unset, for `None`).
+    fn set_env(&self, name: &str, value: Option<&str>) {
+        let mut env = self.env.borrow_mut();
+        env.retain(|(n, _)| n != name);
+        env.push((name.to_string(), value.map(str::to_string)));
+    }
+
+    /// A session bus address where nothing listens.
+    fn no_bus(&self) -> String {
+        format!("unix:path={}", self.tmp.path().join("no-bus").display())
     }
 
     fn database(&self) -> PathBuf {
@@ -264,12 +277,9 @@ impl Shop {
             .env("SHOPDESK_SECRET_STORE", "file")
             // No desktop here: notifications fail at once instead of
             // reaching (or waiting for) the session bus of whoever runs this.
-            .env(
-                "DBUS_SESSION_BUS_ADDRESS",
-                format!("unix:path={}", self.tmp.path().join("no-bus").display()),
-            )
+            .env("DBUS_SESSION_BUS_ADDRESS", self.no_bus())
             .stdin(Stdio::null());
-        for (name, value) in &self.env {
+        for (name, value) in self.env.borrow().iter() {
             match value {
                 Some(v) => cmd.env(name, v),
                 None => cmd.env_remove(name),
@@ -328,7 +338,8 @@ impl Shop {
     }
 
     /// Sends confirmation emails through the HTTP provider at `sink`.
-    fn use_provider(&self, sink: &MailSink) {
+    /// Returns what setting the API key printed.
+    fn use_provider(&self, sink: &MailSink) -> Output {
         // Not before the shop has its own from-address and a key.
         let refused = self.run(&["config", "set", "email_provider", "resend"]);
         assert!(!refused.status.success());
@@ -346,6 +357,7 @@ impl Shop {
             String::from_utf8_lossy(&out.stderr)
         );
         self.ok(&["config", "set", "email_provider", "resend"]);
+        out
     }
 
     /// `shopdesk config set email_api_key -` with `key` on standard input,
@@ -1616,4 +1628,266 @@ fn stats_name_a_paused_queue_and_the_pause_outlives_the_process() {
         .unwrap()
         .iter()
         .all(|q| q["paused"] == false));
+}
+
+// ---------------------------------------------------------------------------
+// Where the API key is kept: the OS keyring, or a private file without one.
+// ---------------------------------------------------------------------------
+
+/// The secrets file of the API key, checked to be the owner's alone; its
+/// content.
+fn private_key_file(shop: &Shop) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = shop.data.join("secrets");
+    let path = dir.join("email_api_key");
+    let key = std::fs::read_to_string(&path).ok()?;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600, "{}", path.display());
+    assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+    Some(key)
+}
+
+/// Places an order, runs the worker until it is sent, and returns the
+/// Authorization header the provider got with it.
+fn send_one(shop: &Shop, sink: &MailSink, key: &str) -> String {
+    let placed = shop.place(key, &format!("{key}@example.com"), 0);
+    let idempotency_key = format!("{EMAIL_KEY_PREFIX}{}", placed["order_id"].as_str().unwrap());
+    let summary = shop.drain();
+    assert!(summary["done"].as_u64() >= Some(1), "{summary}");
+    sink.requests()
+        .iter()
+        .filter(|r| r.accepted() && r.idempotency_key() == Some(idempotency_key.as_str()))
+        .map(|r| r.header("authorization").unwrap_or_default().to_string())
+        .next()
+        .unwrap_or_else(|| {
+            panic!(
+                "order {key} was not sent; jobs:\n{}",
+                describe_jobs(&shop.jobs())
+            )
+        })
+}
+
+/// With no keyring service to reach (the session bus address leads
+/// nowhere) and the default secret store, setting the key still works: it
+/// goes to a file only the owner can read, the owner is told so (without
+/// the key), it is shown masked, and the worker sends with it.
+#[test]
+fn without_a_keyring_the_api_key_falls_back_to_a_private_file() {
+    let sink = MailSink::start();
+    let shop = Shop::with_env(&[("SHOPDESK_SECRET_STORE", None)]);
+    assert!(
+        !shop.tmp.path().join("no-bus").exists(),
+        "something listens where no bus should be"
+    );
+    let out = shop.use_provider(&sink);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("no working OS keyring") && said.contains("secrets/email_api_key"),
+        "the owner is not told the key went to a file:\n{said}"
+    );
+    assert_eq!(private_key_file(&shop).as_deref(), Some(API_KEY));
+    assert_eq!(
+        shop.ok(&["config", "get", "email_api_key"]).trim(),
+        shopdesk_core::secrets::mask(API_KEY)
+    );
+    let logged: String = files_under(&shop.data.join("logs"))
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(logged.contains("no working OS keyring"), "{logged}");
+    assert_key_not_in("the logs", logged.as_bytes(), API_KEY);
+
+    assert_eq!(
+        send_one(&shop, &sink, "fallback"),
+        format!("Bearer {API_KEY}")
+    );
+    check_deliveries(&sink, &shop.orders(), true);
+}
+
+/// A private session bus with a real Secret Service on it:
+/// gnome-keyring-daemon, its login keyring created and unlocked (as a
+/// desktop login does). Both processes are killed when it is dropped.
+struct SecretService {
+    bus: Child,
+    keyring: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl SecretService {
+    fn start() -> SecretService {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let mut bus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile", "--print-address"])
+            .arg(format!(
+                "--address=unix:path={}",
+                dir.path().join("bus").display()
+            ))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-daemon (package dbus; scripts/deps.sh installs it)");
+        let mut address = String::new();
+        std::io::BufReader::new(bus.stdout.take().unwrap())
+            .read_line(&mut address)
+            .unwrap();
+        let address = address.trim().to_string();
+        assert!(!address.is_empty(), "dbus-daemon printed no address");
+        let home = dir.path().join("home");
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&run).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let mut keyring = Command::new("gnome-keyring-daemon")
+            .args(["--foreground", "--unlock", "--components=secrets"])
+            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", home.join(".local/share"))
+            .env("XDG_RUNTIME_DIR", &run)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "start gnome-keyring-daemon (package gnome-keyring; scripts/deps.sh installs it)",
+            );
+        // The login keyring's password, then end of input.
+        keyring
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"fault-test-login")
+            .unwrap();
+        let service = SecretService {
+            bus,
+            keyring,
+            address,
+            _dir: dir,
+        };
+        wait_until(
+            Duration::from_secs(20),
+            || "gnome-keyring-daemon to own org.freedesktop.secrets".into(),
+            || service.has_secret_service().then_some(()),
+        );
+        service
+    }
+
+    fn has_secret_service(&self) -> bool {
+        let out = Command::new("dbus-send")
+            .arg(format!("--bus={}", self.address))
+            .args([
+                "--print-reply",
+                "--dest=org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+                "string:org.freedesktop.secrets",
+            ])
+            .output()
+            .expect("run dbus-send");
+        String::from_utf8_lossy(&out.stdout).contains("boolean true")
+    }
+}
+
+impl Drop for SecretService {
+    fn drop(&mut self) {
+        for child in [&mut self.keyring, &mut self.bus] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The key is found wherever it was stored while a keyring comes and goes:
+/// set in the file while there is none, still found once a keyring is
+/// there; moved to the keyring by the next change (the file removed); and
+/// a key set in the file while the keyring was away again wins over the
+/// older one the keyring still holds. Each time, the worker sends with the
+/// latest key.
+#[test]
+fn the_api_key_is_found_wherever_it_was_stored_as_a_keyring_comes_and_goes() {
+    let sink = MailSink::start();
+    let shop = Shop::with_env(&[("SHOPDESK_SECRET_STORE", None)]);
+    let service = SecretService::start();
+    let shown = || {
+        shop.ok(&["config", "get", "email_api_key"])
+            .trim()
+            .to_string()
+    };
+    let in_keyring = || {
+        let out = shop
+            .command()
+            .args(["config", "get", "email_api_key"])
+            .env("SHOPDESK_SECRET_STORE", "keyring")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let mask = shopdesk_core::secrets::mask;
+
+    // No keyring: the first key goes to the file.
+    shop.use_provider(&sink);
+    assert_eq!(private_key_file(&shop).as_deref(), Some(API_KEY));
+
+    // A keyring appears: the key is still read from the file.
+    shop.set_env("DBUS_SESSION_BUS_ADDRESS", Some(&service.address));
+    assert_eq!(in_keyring(), "(not set)");
+    assert_eq!(shown(), mask(API_KEY));
+    assert_eq!(
+        send_one(&shop, &sink, "file-key"),
+        format!("Bearer {API_KEY}")
+    );
+
+    // A new key goes to the keyring, and the file is removed.
+    let second = "re_keyring_key_22222222";
+    let out = shop.set_api_key(second);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("no working OS keyring"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        private_key_file(&shop),
+        None,
+        "a stale copy left in the file"
+    );
+    assert_eq!(in_keyring(), mask(second));
+    assert_eq!(shown(), mask(second));
+    assert_eq!(
+        send_one(&shop, &sink, "keyring-key"),
+        format!("Bearer {second}")
+    );
+
+    // The keyring is away: a newer key goes to the file ...
+    shop.set_env("DBUS_SESSION_BUS_ADDRESS", Some(&shop.no_bus()));
+    let third = "re_file_key_33333333";
+    let out = shop.set_api_key(third);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(private_key_file(&shop).as_deref(), Some(third));
+    // ... and stays the key once the keyring, still holding the older
+    // one, is back.
+    shop.set_env("DBUS_SESSION_BUS_ADDRESS", Some(&service.address));
+    assert_eq!(in_keyring(), mask(second));
+    assert_eq!(shown(), mask(third));
+    assert_eq!(
+        send_one(&shop, &sink, "newer-file-key"),
+        format!("Bearer {third}")
+    );
 }

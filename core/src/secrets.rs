@@ -7,7 +7,9 @@
 //!
 //! `SHOPDESK_SECRET_STORE=file` forces the file (tests, kiosks);
 //! `keyring` forces the keyring (an error when it does not work); anything
-//! else (the default) tries the keyring, then the file.
+//! else (the default) stores in the keyring, or in the file (with a warning)
+//! when the keyring does not work, and reads the file first, then the
+//! keyring: the file is there only while it holds the newest value.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -210,13 +212,17 @@ impl SecretStore for Secrets {
         match self.mode {
             Mode::File => self.file.get(name),
             Mode::Keyring => self.keyring.get(name),
-            Mode::Auto => match self.keyring.get(name) {
-                Ok(Some(s)) => Ok(Some(s)),
-                Ok(None) => self.file.get(name),
-                Err(e) => {
-                    tracing::debug!(error = %e, "keyring unavailable; reading the secret file");
-                    self.file.get(name)
-                }
+            // The file first: it exists only when the keyring could not
+            // take the latest value (storing in the keyring removes it), so
+            // whatever the keyring still holds is older. A key set while no
+            // keyring worked must not be shadowed by the one it replaced once
+            // the keyring is back.
+            Mode::Auto => match self.file.get(name)? {
+                Some(s) => Ok(Some(s)),
+                None => self.keyring.get(name).or_else(|e| {
+                    tracing::debug!(error = %e, "no working OS keyring and no secret file");
+                    Ok(None)
+                }),
             },
         }
     }
@@ -233,9 +239,14 @@ impl SecretStore for Secrets {
                     Ok(())
                 }
                 Err(e) => {
-                    tracing::info!(secret = name, reason = %e,
-                        "no working OS keyring; secret stored in a file only the owner can read");
-                    self.file.set(name, value)
+                    self.file.set(name, value)?;
+                    tracing::warn!(
+                        secret = name,
+                        file = %self.file.path(name).display(),
+                        reason = %e,
+                        "no working OS keyring: the secret is kept in a file only its owner can read"
+                    );
+                    Ok(())
                 }
             },
         }

@@ -219,10 +219,12 @@ fn existing(
     request_json: &str,
 ) -> Result<Option<PlacedOrder>> {
     let row = tx
-        .query_row(
+        .prepare_cached(
             "SELECT o.id, o.receipt_number, o.total_cents, p.change_cents, o.created_at, o.request_json
              FROM orders o JOIN payments p ON p.order_id = o.id
              WHERE o.idempotency_key = ?1",
+        )?
+        .query_row(
             [&req.idempotency_key],
             |r| {
                 Ok((
@@ -309,19 +311,18 @@ fn place_in(tx: &Transaction, req: &OrderRequest, request_json: &str) -> Result<
         Payment::Card { reference } => (None, None, Some(reference.as_str())),
     };
 
-    let seq: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(receipt_seq), 0) + 1 FROM orders",
-        [],
-        |r| r.get(0),
-    )?;
+    let seq: i64 = tx
+        .prepare_cached("SELECT COALESCE(MAX(receipt_seq), 0) + 1 FROM orders")?
+        .query_row([], |r| r.get(0))?;
     let receipt = receipt_number(seq);
     let order_id = uuid::Uuid::now_v7().to_string();
     let created_at = now_rfc3339();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO orders (id, idempotency_key, request_json, receipt_seq, receipt_number, created_at,
                              customer_name, customer_email, total_cents, currency)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![
+    )?
+    .execute(params![
             order_id,
             req.idempotency_key,
             request_json,
@@ -356,11 +357,11 @@ fn place_in(tx: &Transaction, req: &OrderRequest, request_json: &str) -> Result<
         Payment::Cash { .. } => "cash",
         Payment::Card { .. } => "card",
     };
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO payments (order_id, method, amount_cents, tendered_cents, change_cents, reference)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![order_id, method, total, tendered, change, reference],
-    )?;
+    )?
+    .execute(params![order_id, method, total, tendered, change, reference])?;
 
     jobs::enqueue_order_jobs(tx, &order_id, req.customer_email.is_some())?;
 

@@ -23,6 +23,9 @@ static MIGRATIONS: LazyLock<Migrations<'static>> = LazyLock::new(|| {
 /// How long a connection waits for another writer before SQLite says busy.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Prepared statements each connection keeps for reuse.
+const STATEMENT_CACHE: usize = 64;
+
 /// Durability of a connection's commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -60,6 +63,10 @@ pub fn open_raw(path: &Path, durability: Durability) -> Result<Connection> {
             | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Checkout alone prepares a dozen statements, and the till's connection
+    // also answers the pages' queries: keep them all prepared (the default
+    // keeps 16).
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(
         None,

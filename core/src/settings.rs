@@ -24,9 +24,8 @@ pub fn get(conn: &Connection, key: &str) -> Result<String> {
         .map(|(_, v)| *v)
         .ok_or_else(|| Error::invalid("key", format!("unknown setting \"{key}\"")))?;
     let value: Option<String> = conn
-        .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
         .optional()?;
     Ok(value.unwrap_or_else(|| default.to_string()))
 }

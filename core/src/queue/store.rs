@@ -110,12 +110,14 @@ pub fn enqueue(tx: &Transaction, job: &NewJob) -> Result<String> {
     };
     let id = new_id();
     let inserted: Option<String> = tx
-        .query_row(
+        .prepare_cached(
             "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, run_at,
                                run_at_ms, priority, idempotency_key)
              VALUES (?1, ?2, ?3, 'Pending', 0, ?4, ?5, ?6, 0, ?7)
              ON CONFLICT (job_type, idempotency_key) DO NOTHING
              RETURNING id",
+        )?
+        .query_row(
             params![
                 payload,
                 id,
@@ -131,11 +133,9 @@ pub fn enqueue(tx: &Transaction, job: &NewJob) -> Result<String> {
     if let Some(id) = inserted {
         return Ok(id);
     }
-    let existing: String = tx.query_row(
-        "SELECT id FROM Jobs WHERE job_type = ?1 AND idempotency_key = ?2",
-        params![job.job_type, job.idempotency_key],
-        |r| r.get(0),
-    )?;
+    let existing: String = tx
+        .prepare_cached("SELECT id FROM Jobs WHERE job_type = ?1 AND idempotency_key = ?2")?
+        .query_row(params![job.job_type, job.idempotency_key], |r| r.get(0))?;
     Ok(existing)
 }
 

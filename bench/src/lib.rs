@@ -59,7 +59,7 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    /// The real measurement (about three minutes on 2 cores).
+    /// The real measurement (about two minutes on 2 cores).
     pub fn full() -> Self {
         Self {
             name: "full",

@@ -11,7 +11,7 @@ usage: shopdesk-bench [--json] [--quick] [--only MEASUREMENT]
 
   --json              print one JSON object instead of a table
   --quick             smaller counts, for a smoke run (about half a
-                      minute; the full run takes about three minutes)
+                      minute; the full run takes about two minutes)
   --only MEASUREMENT  run one measurement alone (to profile or repeat it):
                       raw-normal, raw-full, enqueue, enqueue-batch, drains,
                       pickup, checkout, sync-email

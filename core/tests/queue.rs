@@ -538,12 +538,17 @@ async fn a_panic_inside_the_job_future_is_caught_too() {
         }
         .boxed()
     });
-    let summary = worker::run_until_idle(config(&shop.path), handler)
-        .await
-        .unwrap();
+    let mut cfg = config(&shop.path);
+    // One attempt only: a retry within this run would count twice.
+    cfg.backoff.base = Duration::from_secs(5);
+    cfg.backoff.cap = Duration::from_secs(5);
+    let summary = worker::run_until_idle(cfg, handler).await.unwrap();
     assert_eq!(summary.failed, 1);
+    let job = shop.job(&id);
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(job.attempts, 1);
     assert_eq!(
-        shop.job(&id).last_error.as_deref(),
+        job.last_error.as_deref(),
         Some("panicked: boom after await")
     );
 }

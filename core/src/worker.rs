@@ -171,6 +171,8 @@ async fn run_worker(
     let factory_db = db.clone();
     let concurrency = config.concurrency;
     let timeout = config.job_timeout;
+    let gave_up: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let gave_up_on = Arc::clone(&gave_up);
     let monitor = Monitor::new()
         .register(move |restarts| {
             WorkerBuilder::new("shopdesk-jobs")
@@ -180,9 +182,17 @@ async fn run_worker(
                 .layer(TimeoutLayer::new(timeout))
                 .build(HandlerService(handler.clone()))
         })
-        .should_restart(|worker, error| {
-            let restart = !worker.is_shutting_down();
+        .should_restart(move |worker, error| {
+            // A worker that runs for the app retries for as long as it
+            // lives (the backend waits longer after each restart), as a
+            // full disk or a locked file may clear. A run until idle is a
+            // script's step: it gives up and reports the error instead.
+            let restart = !worker.is_shutting_down()
+                && (!stop_when_idle || worker.restarts() < UNTIL_IDLE_RESTARTS);
             tracing::error!(%error, restarts = worker.restarts(), restart, "job worker stopped on an error");
+            if !restart {
+                *gave_up_on.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+            }
             restart
         })
         .on_event(|_, event| {
@@ -236,9 +246,19 @@ async fn run_worker(
         dead: counts.dead.load(Ordering::Relaxed),
     };
     tracing::info!(worker = %worker_id, ?summary, "job worker stopped");
+    // With a shutdown signal, apalis drops the workers' errors: the error
+    // the worker gave up on is kept here for that case.
+    let gave_up = gave_up.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(error) = gave_up {
+        return Err(Error::Other(format!("job worker stopped: {error}")));
+    }
     result.map_err(|e| Error::Other(format!("job worker: {e}")))?;
     Ok(summary)
 }
+
+/// How often a run until idle restarts its worker after an error before it
+/// gives up with that error (about 3 s of waiting in all).
+const UNTIL_IDLE_RESTARTS: usize = 5;
 
 /// How often the worker moves committed pages from the WAL into the
 /// database file.

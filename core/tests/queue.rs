@@ -554,6 +554,49 @@ async fn a_panic_inside_the_job_future_is_caught_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_until_idle_gives_up_with_the_error_when_the_queue_cannot_be_written() {
+    let mut shop = shop();
+    let id = shop.enqueue(email(1));
+    // Every claim fails, as it does when the disk is full.
+    shop.conn
+        .execute_batch(
+            "CREATE TRIGGER no_claims BEFORE UPDATE OF status ON Jobs
+             WHEN NEW.status = 'Running'
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+        .unwrap();
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        worker::run_until_idle(config(&shop.path), TestHandler::ok()),
+    )
+    .await
+    .expect("gives up instead of retrying for ever");
+    let error = result.expect_err("the error is reported").to_string();
+    assert!(error.contains("database or disk is full"), "{error}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "restarted a few times first"
+    );
+    // The same with a stop signal that never comes (as the CLI runs it).
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        worker::run_until_idle_or(
+            config(&shop.path),
+            TestHandler::ok(),
+            std::future::pending::<()>(),
+        ),
+    )
+    .await
+    .expect("gives up instead of retrying for ever");
+    let error = result.expect_err("the error is reported").to_string();
+    assert!(error.contains("database or disk is full"), "{error}");
+    let job = shop.job(&id);
+    assert_eq!(job.status, JobStatus::Pending);
+    assert_eq!(job.attempts, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_job_keeps_its_lease() {
     let mut shop = shop();
     let id = shop.enqueue(email(1));

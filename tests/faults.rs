@@ -1598,6 +1598,42 @@ fn a_reader_that_goes_away_ends_a_listing_quietly() {
 }
 
 #[test]
+fn a_machine_that_cannot_show_a_window_or_keep_a_log_gets_a_plain_answer() {
+    let shop = Shop::new();
+    // No display: the app says what to do instead of a panic in the
+    // window library.
+    shop.set_env("DISPLAY", None);
+    shop.set_env("WAYLAND_DISPLAY", None);
+    let out = shop.run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error [app]: the desktop app needs a graphical session"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // The log file cannot be created: a warning, and the command still works.
+    let logs = shop.data.join("logs");
+    std::fs::remove_dir_all(&logs).unwrap();
+    std::fs::write(&logs, "not a folder").unwrap();
+    let out = shop.run(&["jobs", "stats", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot write the log file"), "{stderr}");
+    serde_json::from_slice::<Value>(&out.stdout).expect("the answer is still JSON");
+
+    // A mistyped command line is an error like any other, with exit code 2.
+    let out = shop.run(&["products", "list", "--limit", "0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error [usage]: invalid value '0' for '--limit <LIMIT>'"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn stats_name_a_paused_queue_and_the_pause_outlives_the_process() {
     let shop = Shop::new();
     shop.ok(&["jobs", "pause", "email"]);

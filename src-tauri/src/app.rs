@@ -45,6 +45,7 @@ pub struct AppState {
 struct TrayHandle(Option<Tray>);
 
 pub fn run(shop: Shop) -> Result<(), Box<dyn std::error::Error>> {
+    check_display()?;
     let shop = Arc::new(shop);
     let jobs_changed = Arc::new(Notify::new());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -308,4 +309,26 @@ pub fn show_main_window(app: &AppHandle) {
         let _ = window.unminimize();
         let _ = window.set_focus();
     }
+}
+
+/// The window library panics when no display can be opened (an SSH session,
+/// a service, a console). Ask GTK first and say what to do instead.
+#[cfg(target_os = "linux")]
+fn check_display() -> Result<(), String> {
+    gtk::init().map_err(|_| {
+        let display = std::env::var("WAYLAND_DISPLAY")
+            .or_else(|_| std::env::var("DISPLAY"))
+            .map(|d| format!("cannot open the display {d:?}"))
+            .unwrap_or_else(|_| "no display (neither DISPLAY nor WAYLAND_DISPLAY is set)".into());
+        format!(
+            "the desktop app needs a graphical session: {display}. \
+             Run it from the desktop, or use a subcommand (see shopdesk --help); \
+             `shopdesk worker` runs the queue without a window"
+        )
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn check_display() -> Result<(), String> {
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The command line: one binary, subcommands for scripting and a headless
 //! worker; no subcommand opens the desktop app.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -102,7 +103,8 @@ enum ProductsAction {
     List {
         #[arg(long, short)]
         query: Option<String>,
-        #[arg(long, default_value_t = 1000)]
+        /// How many to show (1 to 10000)
+        #[arg(long, default_value_t = 1000, value_parser = limit)]
         limit: usize,
         #[arg(long)]
         json: bool,
@@ -138,7 +140,8 @@ struct PlaceArgs {
 enum OrdersAction {
     /// List orders, newest first
     List {
-        #[arg(long, default_value_t = 100)]
+        /// How many to show (1 to 10000)
+        #[arg(long, default_value_t = 100, value_parser = limit)]
         limit: usize,
         #[arg(long)]
         json: bool,
@@ -152,7 +155,8 @@ enum JobsAction {
         /// pending, running, retrying (or failed), done or dead
         #[arg(long)]
         status: Option<String>,
-        #[arg(long, default_value_t = 100)]
+        /// How many to show (1 to 10000)
+        #[arg(long, default_value_t = 100, value_parser = limit)]
         limit: usize,
         #[arg(long)]
         json: bool,
@@ -231,7 +235,16 @@ fn usage(message: impl Into<String>) -> Failure {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            // The same shape as every other error, for scripts that read it.
+            let text = e.render().to_string();
+            eprint!("error [usage]: {}", text.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
     if cli.command.is_some() {
         quit_quietly_on_closed_pipe();
     }
@@ -260,33 +273,44 @@ fn quit_quietly_on_closed_pipe() {
 }
 
 /// Logs to stderr and to a daily file in `<data dir>/logs`. The CLI keeps
-/// stderr quiet (warnings only) so its output stays scriptable.
+/// stderr quiet (warnings only) so its output stays scriptable. When the
+/// log folder cannot be written, ShopDesk says so on stderr and goes on
+/// without the file: a log is no reason to refuse to take orders.
 fn init_logging(data_dir: &Path, app: bool) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let stderr_filter = EnvFilter::try_from_env("SHOPDESK_LOG")
         .unwrap_or_else(|_| EnvFilter::new(if app { "info" } else { "warn" }));
     let stderr = fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_filter(stderr_filter);
     let logs = data_dir.join("logs");
-    let file = std::fs::create_dir_all(&logs).ok().map(|_| {
-        let (writer, guard) =
-            tracing_appender::non_blocking(tracing_appender::rolling::daily(&logs, "shopdesk.log"));
-        (
-            fmt::layer()
+    let appender = std::fs::create_dir_all(&logs)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            tracing_appender::rolling::Builder::new()
+                .rotation(tracing_appender::rolling::Rotation::DAILY)
+                .filename_prefix("shopdesk.log")
+                .build(&logs)
+                .map_err(|e| e.to_string())
+        });
+    let (file_layer, guard, problem) = match appender {
+        Ok(appender) => {
+            let (writer, guard) = tracing_appender::non_blocking(appender);
+            let layer = fmt::layer()
                 .with_ansi(false)
                 .with_writer(writer)
-                .with_filter(EnvFilter::new("info")),
-            guard,
-        )
-    });
-    let (file_layer, guard) = match file {
-        Some((l, g)) => (Some(l), Some(g)),
-        None => (None, None),
+                .with_filter(EnvFilter::new("info"));
+            (Some(layer), Some(guard), None)
+        }
+        Err(e) => (None, None, Some(e)),
     };
     let _ = tracing_subscriber::registry()
         .with(stderr)
         .with(file_layer)
         .try_init();
+    if let Some(e) = problem {
+        tracing::warn!(folder = %logs.display(), error = %e, "cannot write the log file; logging to stderr only");
+    }
     guard
 }
 
@@ -529,8 +553,9 @@ fn jobs_action(shop: &Shop, action: JobsAction) -> Result<(), Failure> {
             } else {
                 match older_than {
                     Some(days) => println!(
-                        "deleted {deleted} dead job{} (dead for {days} days or more)",
-                        plural(deleted)
+                        "deleted {deleted} dead job{} (dead for {days} day{} or more)",
+                        plural(deleted),
+                        plural(days.into())
                     ),
                     None => println!("deleted {deleted} dead job{}", plural(deleted)),
                 }
@@ -538,6 +563,15 @@ fn jobs_action(shop: &Shop, action: JobsAction) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// A list's `--limit`: what the store can show at once, and never 0 (which
+/// would print nothing and look like an empty shop).
+fn limit(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+        _ => Err(format!("\"{text}\" is not a number from 1 to 10000")),
+    }
 }
 
 fn plural(n: u64) -> &'static str {
@@ -611,12 +645,24 @@ fn config(shop: &Shop, action: ConfigAction) -> Result<(), Failure> {
         }
         ConfigAction::Set { key, value } => {
             known(&key)?;
-            let value = if value == "-" {
+            let typed_here = value != "-";
+            let value = if !typed_here {
                 read_value_from_stdin()?
             } else {
                 value
             };
             shop.config_set(&key, &value)?;
+            if typed_here
+                && key == shopdesk_core::settings::EMAIL_API_KEY
+                && !value.trim().is_empty()
+            {
+                // Typed on the command line, the key is in the shell's
+                // history and, while this runs, in the process list.
+                eprintln!(
+                    "note: the key given on the command line may be kept in your shell history; \
+                     next time pass - and type it (or pipe it) on standard input"
+                );
+            }
             // Echo what is stored now; the API key only masked.
             println!("{key} = {}", shop.config_get(&key)?);
         }

@@ -67,7 +67,11 @@ pub fn receipt_number(seq: i64) -> String {
 pub fn is_email(s: &str) -> bool {
     s.len() <= 254
         && s.parse::<email_address::EmailAddress>()
-            .map(|e| e.domain().contains('.') && !e.domain().starts_with('['))
+            .map(|e| {
+                // The parser also takes `"Jane" <jane@example.com>`; a
+                // recipient here is the bare address, nothing around it.
+                e.email() == s && e.domain().contains('.') && !e.domain().starts_with('[')
+            })
             .unwrap_or(false)
 }
 
@@ -93,6 +97,12 @@ pub fn validate(req: &OrderRequest) -> Result<OrderRequest> {
         return Err(Error::invalid(
             "idempotency_key",
             "an order needs a request key of 1 to 200 characters",
+        ));
+    }
+    if has_control(key) {
+        return Err(Error::invalid(
+            "idempotency_key",
+            "the request key cannot contain line breaks, tabs or other control characters",
         ));
     }
     let customer_name = clean(&req.customer_name);
@@ -433,6 +443,18 @@ mod tests {
             (
                 Box::new(|r| r.customer_email = Some("jane@example".into())),
                 "customer_email",
+            ),
+            (
+                Box::new(|r| r.customer_email = Some("\"Jane\" <jane@example.com>".into())),
+                "customer_email",
+            ),
+            (
+                Box::new(|r| r.customer_email = Some("Jane <jane@example.com>".into())),
+                "customer_email",
+            ),
+            (
+                Box::new(|r| r.idempotency_key = "k\n1".into()),
+                "idempotency_key",
             ),
             (
                 Box::new(|r| r.idempotency_key = "".into()),

@@ -106,7 +106,22 @@ fn check_api_url(value: &str) -> Result<()> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("must not have a query or a fragment"));
     }
+    // The API key goes in a header: in plain http only to this machine.
+    if url.scheme() == "http" && !is_loopback(&url) {
+        return Err(bad(
+            "would send the API key unencrypted: use https:// (http:// only for this computer)",
+        ));
+    }
     Ok(())
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or("").to_ascii_lowercase();
+    let ip = host.trim_start_matches('[').trim_end_matches(']');
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host == "localhost" || host.ends_with(".localhost"),
+    }
 }
 
 /// What the app shows about the shop and where its data lives.
@@ -206,5 +221,32 @@ mod tests {
         assert_eq!(get(&conn, "shop_name").unwrap(), "My Shop");
         set(&conn, "shop_name", "  Café Zoë  ").unwrap();
         assert_eq!(get(&conn, "shop_name").unwrap(), "Café Zoë");
+    }
+
+    #[test]
+    fn the_api_key_never_travels_unencrypted_off_this_computer() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = db::open(&dir.path().join("shop.db"), Durability::Normal).unwrap();
+        for bad in [
+            "http://api.example.com",
+            "http://10.0.0.5:8080",
+            "ftp://api.example.com",
+            "https://api.example.com/?x=1",
+            "\"Jane\" <jane@example.com>",
+        ] {
+            let err = set(&conn, "email_api_url", bad).unwrap_err();
+            assert_eq!(err.code(), "invalid_input", "{bad:?}");
+        }
+        for good in [
+            "https://api.example.com",
+            "http://127.0.0.1:8025",
+            "http://localhost:8025/v1",
+            "http://[::1]:8025",
+        ] {
+            set(&conn, "email_api_url", good).unwrap();
+            assert_eq!(get(&conn, "email_api_url").unwrap(), good);
+        }
+        let err = set(&conn, "shop_email", "\"Shop\" <shop@example.com>").unwrap_err();
+        assert_eq!(err.code(), "invalid_input");
     }
 }

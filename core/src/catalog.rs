@@ -168,11 +168,15 @@ pub fn parse_shopify_csv(mut reader: impl Read) -> Result<ParsedCatalog> {
             skip("no handle".into());
             continue;
         }
-        let title = field(&rec, Some(cols.title));
+        let title = one_line(field(&rec, Some(cols.title)));
         if !title.is_empty() {
-            titles.insert(handle.clone(), title.to_string());
+            titles.insert(handle.clone(), title);
         }
-        let values: Vec<&str> = cols.option_values.iter().map(|c| field(&rec, *c)).collect();
+        let values: Vec<String> = cols
+            .option_values
+            .iter()
+            .map(|c| one_line(field(&rec, *c)))
+            .collect();
         let price_text = field(&rec, Some(cols.price));
         let sku_text = field(&rec, cols.sku);
         if price_text.is_empty() && sku_text.is_empty() && values.iter().all(|v| v.is_empty()) {
@@ -209,10 +213,17 @@ pub fn parse_shopify_csv(mut reader: impl Read) -> Result<ParsedCatalog> {
             }
         };
         let sku = if sku_text.is_empty() {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
             generated_sku(&handle, &values)
         } else {
             sku_text.to_string()
         };
+        if sku.chars().count() > MAX_SKU_CHARS || sku.chars().any(char::is_control) {
+            skip(format!(
+                "SKU longer than {MAX_SKU_CHARS} characters or with a line break or other control character"
+            ));
+            continue;
+        }
         if let Some(first) = seen_skus.get(&sku) {
             skip(format!("duplicate SKU \"{sku}\" (first on line {first})"));
             continue;
@@ -220,7 +231,7 @@ pub fn parse_shopify_csv(mut reader: impl Read) -> Result<ParsedCatalog> {
         seen_skus.insert(sku.clone(), row);
         let option_label: Vec<&str> = values
             .iter()
-            .copied()
+            .map(String::as_str)
             .filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("Default Title"))
             .collect();
         let full_title = if option_label.is_empty() {
@@ -228,6 +239,12 @@ pub fn parse_shopify_csv(mut reader: impl Read) -> Result<ParsedCatalog> {
         } else {
             format!("{product_title} – {}", option_label.join(" / "))
         };
+        if full_title.chars().count() > MAX_TITLE_CHARS {
+            skip(format!(
+                "title with its options is longer than {MAX_TITLE_CHARS} characters"
+            ));
+            continue;
+        }
         let barcode = field(&rec, cols.barcode).trim_start_matches('\'').trim();
         products.push(Product {
             sku,
@@ -240,6 +257,21 @@ pub fn parse_shopify_csv(mut reader: impl Read) -> Result<ParsedCatalog> {
         });
     }
     Ok(ParsedCatalog { products, skipped })
+}
+
+/// Longest title (with its option values) a product may have: it has to fit
+/// on a receipt line, an email and the till's list.
+const MAX_TITLE_CHARS: usize = 255;
+/// Longest SKU: SKUs are typed, scanned and printed.
+const MAX_SKU_CHARS: usize = 100;
+
+/// Text for one line: line breaks, tabs and other control characters (a
+/// quoted CSV field may hold them) become spaces, and runs of spaces one.
+fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Imports a Shopify product CSV inside `tx`: new SKUs are inserted, known
@@ -300,11 +332,21 @@ fn product_from_row(r: &rusqlite::Row) -> rusqlite::Result<Product> {
     })
 }
 
+/// Longer than any title, SKU or barcode; SQLite refuses very long LIKE
+/// patterns anyway.
+const MAX_QUERY_CHARS: usize = 200;
+
 /// Products matching `query` (exact SKU or barcode first, then SKU, title or
 /// handle containing it), or all products by title when there is no query.
 pub fn search(conn: &Connection, query: Option<&str>, limit: usize) -> Result<Vec<Product>> {
     let limit = limit.clamp(1, 10_000) as i64;
     let q = query.map(str::trim).unwrap_or("");
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(Error::invalid(
+            "query",
+            format!("a search is at most {MAX_QUERY_CHARS} characters"),
+        ));
+    }
     let products = if q.is_empty() {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY title, sku LIMIT ?1"
@@ -393,6 +435,27 @@ mod tests {
         assert_eq!(reasons[2].1, "no handle");
         assert!(reasons[3].1.contains("before its product's first row"));
         assert_eq!(reasons[4].1, "stock \"lots\" is not a whole number");
+    }
+
+    #[test]
+    fn titles_are_one_line_and_of_a_sane_length() {
+        let long = "x".repeat(300);
+        let (products, skipped) = parse(&format!(
+            "a,\"Big\r\n\tMug \",Size,\"Extra\nLarge\",,,,1,deny,1,,\n\
+             b,{long},Title,Default Title,,,,1,deny,1,,\n\
+             c,C,Title,Default Title,,,\"C\n1\",1,deny,1,,\n"
+        ));
+        assert_eq!(products.len(), 1, "{skipped:?}");
+        assert_eq!(products[0].title, "Big Mug – Extra Large");
+        assert_eq!(products[0].sku, "a-extra-large");
+        assert_eq!(skipped.len(), 2);
+        assert!(skipped[0]
+            .reason
+            .starts_with("title with its options is longer than 255"));
+        assert!(
+            skipped[1].reason.contains("control character"),
+            "{skipped:?}"
+        );
     }
 
     #[test]

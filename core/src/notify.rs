@@ -16,20 +16,29 @@ pub fn order_placed(order: &OrderDetail) -> Note {
     let items: i64 = order.lines.iter().map(|l| l.quantity).sum();
     let who = order
         .customer_name
-        .clone()
-        .unwrap_or_else(|| "walk-in customer".into());
+        .as_deref()
+        .or(order.customer_email.as_deref())
+        .unwrap_or("walk-in customer");
     Note {
         summary: format!(
             "Order {} · {}",
             order.receipt_number,
             money::format(order.total_cents, &order.currency)
         ),
-        body: format!(
+        // Notification daemons read the body as markup: "Smith & Sons"
+        // or "<Jo>" must show as typed.
+        body: escape_markup(&format!(
             "{items} item{} · {who} · paid by {}",
             if items == 1 { "" } else { "s" },
             order.payment_method
-        ),
+        )),
     }
+}
+
+fn escape_markup(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Shows `note` on the desktop. Blocking (a D-Bus round trip): call it off
@@ -43,4 +52,47 @@ pub fn show(note: &Note) -> Result<(), String> {
         .show()
         .map(|_| ())
         .map_err(|e| format!("no desktop notification service: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orders::OrderLine;
+
+    fn order(name: Option<&str>, email: Option<&str>) -> OrderDetail {
+        OrderDetail {
+            order_id: "o1".into(),
+            receipt_number: "R-000123".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            customer_name: name.map(Into::into),
+            customer_email: email.map(Into::into),
+            total_cents: 5400,
+            currency: "EUR".into(),
+            payment_method: "card".into(),
+            tendered_cents: None,
+            change_cents: None,
+            card_reference: Some("x".into()),
+            lines: vec![OrderLine {
+                sku: "A".into(),
+                title: "A".into(),
+                unit_price_cents: 2700,
+                quantity: 2,
+                line_total_cents: 5400,
+            }],
+        }
+    }
+
+    #[test]
+    fn names_the_customer_as_best_it_can() {
+        let note = order_placed(&order(Some("Smith & <Sons>"), Some("s@example.com")));
+        assert_eq!(note.summary, "Order R-000123 · €54.00");
+        assert_eq!(
+            note.body,
+            "2 items · Smith &amp; &lt;Sons&gt; · paid by card"
+        );
+        let note = order_placed(&order(None, Some("s@example.com")));
+        assert_eq!(note.body, "2 items · s@example.com · paid by card");
+        let note = order_placed(&order(None, None));
+        assert_eq!(note.body, "2 items · walk-in customer · paid by card");
+    }
 }

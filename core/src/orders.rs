@@ -62,12 +62,11 @@ pub struct OrderDetail {
     pub lines: Vec<OrderLine>,
 }
 
-/// `has_address`: the order has a customer email. Its confirmation job is
-/// then missing only when retention pruned it, which happens only to jobs
-/// that are done (or when the owner deleted it as a dead job).
 /// What the Orders page says about an order's email. The email job's row
 /// tells while it exists; once the queue has pruned or deleted it, the
-/// order's own `email_sent_at` does.
+/// order's own `email_sent_at` does. `has_address`: the order has a
+/// customer email, so a missing job that never sent was deleted by the
+/// owner as a dead job.
 fn email_status(
     job_status: Option<&str>,
     has_address: bool,

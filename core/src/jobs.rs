@@ -227,8 +227,21 @@ impl JobHandler for ShopJobs {
                         let order = order_of(&job)?;
                         let (detail, _) = load_order(&slot, &data, &order.order_id)?;
                         let note = notify::order_placed(&detail);
-                        notify::show(&note).map_err(JobError::Retryable)?;
-                        tracing::info!(summary = %note.summary, "notification shown");
+                        match notify::show(&note) {
+                            Ok(()) => {
+                                tracing::info!(summary = %note.summary, "notification shown")
+                            }
+                            // A notification is for whoever is at the
+                            // desktop now; with no desktop there is nobody
+                            // to tell, later is too late, and retrying
+                            // would only fill the queue with dead jobs.
+                            Err(notify::NotShown::NoDesktop(why)) => {
+                                tracing::info!(summary = %note.summary, reason = %why, "notification skipped: no desktop")
+                            }
+                            Err(notify::NotShown::Failed(why)) => {
+                                return Err(JobError::Retryable(why))
+                            }
+                        }
                         Ok(())
                     }
                     other => Err(JobError::Permanent(format!("unknown job type \"{other}\""))),

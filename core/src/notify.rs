@@ -41,9 +41,19 @@ fn escape_markup(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Why a notification was not shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotShown {
+    /// No desktop session to show it on: no session bus, or no
+    /// notification service on it (a headless worker, an SSH session).
+    NoDesktop(String),
+    /// The service is there but the call failed; worth another try.
+    Failed(String),
+}
+
 /// Shows `note` on the desktop. Blocking (a D-Bus round trip): call it off
-/// the async executor. Fails when there is no session bus or no daemon.
-pub fn show(note: &Note) -> Result<(), String> {
+/// the async executor.
+pub fn show(note: &Note) -> Result<(), NotShown> {
     notify_rust::Notification::new()
         .appname("ShopDesk")
         .summary(&note.summary)
@@ -51,7 +61,32 @@ pub fn show(note: &Note) -> Result<(), String> {
         .timeout(notify_rust::Timeout::Milliseconds(6000))
         .show()
         .map(|_| ())
-        .map_err(|e| format!("no desktop notification service: {e}"))
+        .map_err(|e| {
+            // notify-rust keeps its error's kind private; its debug form
+            // names the D-Bus failure.
+            let detail = format!("{e:?}");
+            let message = format!("no desktop notification service: {e}");
+            if is_no_desktop(&detail) {
+                NotShown::NoDesktop(message)
+            } else {
+                NotShown::Failed(message)
+            }
+        })
+}
+
+/// Whether a D-Bus failure means there is no desktop at all: the session
+/// bus cannot be reached (no address, no socket) or nothing on it provides
+/// notifications.
+fn is_no_desktop(detail: &str) -> bool {
+    [
+        "Zbus(Connection(",
+        "Zbus(InputOutput(",
+        "Zbus(Address(",
+        "ServiceUnknown",
+        "NameHasNoOwner",
+    ]
+    .iter()
+    .any(|mark| detail.contains(mark))
 }
 
 #[cfg(test)]
@@ -80,6 +115,19 @@ mod tests {
                 line_total_cents: 5400,
             }],
         }
+    }
+
+    #[test]
+    fn no_session_bus_or_no_service_means_no_desktop() {
+        for detail in [
+            r#"Error { kind: Zbus(Connection(Os { code: 2, kind: NotFound }, Address { guid: None })) }"#,
+            r#"Error { kind: Zbus(Address("DBUS_SESSION_BUS_ADDRESS not set")) }"#,
+            r#"Error { kind: Zbus(MethodError(OwnedErrorName("org.freedesktop.DBus.Error.ServiceUnknown"), None, Msg)) }"#,
+        ] {
+            assert!(is_no_desktop(detail), "{detail}");
+        }
+        let spawn_failed = r#"Error { kind: Zbus(MethodError(OwnedErrorName("org.freedesktop.DBus.Error.Spawn.ChildSignaled"), None, Msg)) }"#;
+        assert!(!is_no_desktop(spawn_failed));
     }
 
     #[test]

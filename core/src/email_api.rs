@@ -136,7 +136,14 @@ impl EmailApi {
                 .and_then(|v| v.get("id").and_then(|i| i.as_str()).map(str::to_string))
                 .unwrap_or_default();
             if id.is_empty() {
-                tracing::warn!(%status, "the email provider accepted the email without an id");
+                // Whatever answered is not the email API (a wrong URL, a
+                // proxy's or captive portal's page): the email is not known
+                // to be sent. Tried again later under the same key, which a
+                // real provider answers without sending twice.
+                return Err(JobError::Retryable(format!(
+                    "{} answered {status} without an email id: is email_api_url the provider's API?",
+                    self.base_url
+                )));
             }
             return Ok(id);
         }
@@ -228,12 +235,17 @@ fn provider_message(status: StatusCode, body: &str) -> String {
             .to_lowercase();
     };
     // A provider's message is one sentence; keep a misbehaving one short.
-    let mut message: String = message.chars().take(300).collect();
-    if let Some(first) = message.get(..1) {
-        let lower = first.to_lowercase();
-        message.replace_range(..1, &lower);
+    let message: String = message.chars().take(300).collect();
+    // It follows "rejected by provider: ", so "Invalid recipient" reads
+    // "invalid recipient"; an acronym ("API key is invalid") stays as is.
+    let mut chars = message.chars();
+    let Some(first) = chars.next() else {
+        return message;
+    };
+    if chars.clone().next().is_some_and(char::is_uppercase) {
+        return message;
     }
-    message
+    first.to_lowercase().chain(chars).collect()
 }
 
 /// The machine-readable error name of a provider's JSON answer
@@ -314,6 +326,11 @@ mod tests {
         assert_eq!(
             classify_status(StatusCode::UNPROCESSABLE_ENTITY, None, body),
             JobError::Permanent("rejected by provider: invalid recipient (422)".into())
+        );
+        let body = r#"{"statusCode":401,"name":"validation_error","message":"API key is invalid"}"#;
+        assert_eq!(
+            classify_status(StatusCode::UNAUTHORIZED, None, body),
+            JobError::Permanent("rejected by provider: API key is invalid (401)".into())
         );
         assert_eq!(
             classify_status(StatusCode::UNAUTHORIZED, None, ""),

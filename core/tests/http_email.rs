@@ -218,6 +218,16 @@ async fn answers_become_the_right_job_errors() {
         Err(JobError::RetryAfter { delay, .. }) => assert_eq!(delay, Duration::from_secs(2)),
         other => panic!("{other:?}"),
     }
+    // A success without an email id is not the provider: not sent.
+    for body in ["{}", "<html>ok</html>"] {
+        server.then(200, vec![], body);
+        match api.send(&email(), "k").await {
+            Err(JobError::Retryable(reason)) => {
+                assert!(reason.contains("without an email id"), "{reason}")
+            }
+            other => panic!("{body}: {other:?}"),
+        }
+    }
     // The same idempotency key on every try.
     assert!(server
         .seen()

@@ -282,6 +282,29 @@ pub fn import_shopify_csv(
     reader: impl Read,
 ) -> Result<ImportSummary> {
     let ParsedCatalog { products, skipped } = parse_shopify_csv(reader)?;
+    if products.is_empty() {
+        // Nothing to import is a failed import, not an empty success: say
+        // why, with the first reasons when rows were skipped.
+        let why = match skipped.len() {
+            0 => "it has no product rows".to_string(),
+            n => {
+                let first: Vec<String> = skipped
+                    .iter()
+                    .take(3)
+                    .map(|s| format!("line {}: {}", s.row, s.reason))
+                    .collect();
+                format!(
+                    "all {n} of its rows were skipped ({}{})",
+                    first.join("; "),
+                    if n > 3 { "; …" } else { "" }
+                )
+            }
+        };
+        return Err(Error::invalid(
+            "file",
+            format!("nothing imported from {source}: {why}"),
+        ));
+    }
     let now = now_rfc3339();
     let mut summary = ImportSummary {
         source: source.to_string(),
@@ -455,6 +478,38 @@ mod tests {
         assert!(
             skipped[1].reason.contains("control character"),
             "{skipped:?}"
+        );
+    }
+
+    #[test]
+    fn a_file_with_nothing_to_import_is_an_error_that_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn =
+            crate::db::open(&dir.path().join("shop.db"), crate::db::Durability::Normal).unwrap();
+        let mut import = |body: &str| {
+            crate::db::write(&mut conn, |tx| {
+                import_shopify_csv(tx, "x.csv", format!("{HEADER}{body}").as_bytes())
+            })
+        };
+        let err = import("").unwrap_err();
+        assert_eq!(err.code(), "invalid_input");
+        assert!(
+            err.to_string()
+                .contains("nothing imported from x.csv: it has no product rows"),
+            "{err}"
+        );
+        let err = import("hat,Hat,Title,Default Title,,,,1,deny,ten,,\n").unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "all 1 of its rows were skipped (line 2: price \"ten\" is not an amount)"
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            import("hat,Hat,Title,Default Title,,,,1,deny,10,,\n")
+                .unwrap()
+                .imported,
+            1
         );
     }
 

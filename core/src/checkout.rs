@@ -70,7 +70,10 @@ pub fn is_email(s: &str) -> bool {
             .map(|e| {
                 // The parser also takes `"Jane" <jane@example.com>`; a
                 // recipient here is the bare address, nothing around it.
-                e.email() == s && e.domain().contains('.') && !e.domain().starts_with('[')
+                e.email() == s
+                    && s.is_ascii()
+                    && e.domain().contains('.')
+                    && !e.domain().starts_with('[')
             })
             .unwrap_or(false)
 }
@@ -123,6 +126,17 @@ pub fn validate(req: &OrderRequest) -> Result<OrderRequest> {
     }
     let customer_email = clean(&req.customer_email);
     if let Some(email) = &customer_email {
+        if !email.is_ascii() {
+            // Such addresses need SMTPUTF8 all the way; few mail systems
+            // take them, and email headers cannot carry them plainly.
+            return Err(Error::invalid(
+                "customer_email",
+                format!(
+                    "\"{email}\": addresses with accents or other non-ASCII letters cannot be used \
+                     (for an international domain, type its xn-- form)"
+                ),
+            ));
+        }
         if !is_email(email) {
             return Err(Error::invalid(
                 "customer_email",
@@ -450,6 +464,10 @@ mod tests {
             ),
             (
                 Box::new(|r| r.customer_email = Some("Jane <jane@example.com>".into())),
+                "customer_email",
+            ),
+            (
+                Box::new(|r| r.customer_email = Some("José@exämple.com".into())),
                 "customer_email",
             ),
             (

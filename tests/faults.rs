@@ -1613,6 +1613,22 @@ fn a_machine_that_cannot_show_a_window_or_keep_a_log_gets_a_plain_answer() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
 
+    // With no desktop session (this test's bus address leads nowhere), a
+    // headless worker skips the notification instead of retrying it until
+    // it dies.
+    shop.place("headless", "headless@example.com", 1);
+    let summary = shop.json(&["worker", "--until-idle"]);
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(summary["dead"], 0, "{summary}");
+    let notes: Vec<Value> = shop
+        .jobs()
+        .into_iter()
+        .filter(|j| j["job_type"] == "notify.order_placed")
+        .collect();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["status"], "Done", "{:#}", notes[0]);
+    assert_eq!(notes[0]["attempts"], 1);
+
     // The log file cannot be created: a warning, and the command still works.
     let logs = shop.data.join("logs");
     std::fs::remove_dir_all(&logs).unwrap();
@@ -1622,6 +1638,12 @@ fn a_machine_that_cannot_show_a_window_or_keep_a_log_gets_a_plain_answer() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("cannot write the log file"), "{stderr}");
     serde_json::from_slice::<Value>(&out.stdout).expect("the answer is still JSON");
+
+    // An empty SHOPDESK_DATA_DIR (as systemd units and scripts leave it)
+    // is no data folder at all, and --data-dir wins anyway.
+    shop.set_env("SHOPDESK_DATA_DIR", Some(""));
+    shop.ok(&["jobs", "stats"]);
+    shop.set_env("SHOPDESK_DATA_DIR", None);
 
     // A mistyped command line is an error like any other, with exit code 2.
     let out = shop.run(&["products", "list", "--limit", "0"]);

@@ -21,8 +21,11 @@ use crate::signals::QuitSignals;
     about = "ShopDesk: orders at the counter, emails and notifications in the background"
 )]
 struct Cli {
-    /// Where the database, outbox and logs live [default: the OS app-data folder]
-    #[arg(long, global = true, env = paths::DATA_DIR_ENV, value_name = "DIR")]
+    /// Where the database, outbox and logs live [default: $SHOPDESK_DATA_DIR
+    /// when set and not empty, else the OS app-data folder]
+    // Not clap's `env`: it takes an empty variable as a missing value and
+    // refuses every command, even one given --data-dir (see paths::data_dir).
+    #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -448,15 +451,19 @@ fn jobs_action(shop: &Shop, action: JobsAction) -> Result<(), Failure> {
                 print_json(&jobs);
             } else {
                 for j in jobs {
+                    // A finished job has no next run: say when it ended.
+                    let when = match &j.done_at {
+                        Some(done) => format!("finished {done}"),
+                        None => format!("next {}", j.run_at),
+                    };
                     println!(
-                        "{}  {:<26} {:<8} {:<8} attempts {}/{}  next {}  {}",
+                        "{}  {:<26} {:<8} {:<8} attempts {}/{}  {when}  {}",
                         j.id,
                         j.job_type,
                         j.receipt_number.as_deref().unwrap_or("-"),
                         j.status.label(),
                         j.attempts,
                         j.max_attempts,
-                        j.run_at,
                         j.last_error.unwrap_or_default()
                     );
                 }

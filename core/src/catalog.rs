@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::db::now_rfc3339;
 use crate::error::{Error, Result};
 use crate::money;
+use crate::text::{has_control, one_line};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Product {
@@ -90,9 +91,9 @@ fn field(rec: &csv::StringRecord, col: Option<usize>) -> &str {
 
 /// A stable SKU for a variant without one: the handle plus its option values,
 /// in lowercase with dashes (`classic-varsity-top-small`).
-pub fn generated_sku(handle: &str, option_values: &[&str]) -> String {
+pub fn generated_sku(handle: &str, option_values: &[impl AsRef<str>]) -> String {
     let mut parts = vec![handle.to_string()];
-    for v in option_values {
+    for v in option_values.iter().map(AsRef::as_ref) {
         if v.is_empty() || v.eq_ignore_ascii_case("Default Title") {
             continue;
         }
@@ -213,12 +214,11 @@ pub fn parse_shopify_csv(mut reader: impl Read) -> Result<ParsedCatalog> {
             }
         };
         let sku = if sku_text.is_empty() {
-            let values: Vec<&str> = values.iter().map(String::as_str).collect();
             generated_sku(&handle, &values)
         } else {
             sku_text.to_string()
         };
-        if sku.chars().count() > MAX_SKU_CHARS || sku.chars().any(char::is_control) {
+        if sku.chars().count() > MAX_SKU_CHARS || has_control(&sku) {
             skip(format!(
                 "SKU longer than {MAX_SKU_CHARS} characters or with a line break or other control character"
             ));
@@ -264,15 +264,6 @@ pub fn parse_shopify_csv(mut reader: impl Read) -> Result<ParsedCatalog> {
 const MAX_TITLE_CHARS: usize = 255;
 /// Longest SKU: SKUs are typed, scanned and printed.
 const MAX_SKU_CHARS: usize = 100;
-
-/// Text for one line: line breaks, tabs and other control characters (a
-/// quoted CSV field may hold them) become spaces, and runs of spaces one.
-fn one_line(text: &str) -> String {
-    text.split(|c: char| c.is_whitespace() || c.is_control())
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 
 /// Imports a Shopify product CSV inside `tx`: new SKUs are inserted, known
 /// ones updated (price, title, stock, policy), so a re-import never duplicates.

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::jobs;
 use crate::money;
 use crate::queue;
+use crate::text::has_control;
 
 /// The most of one product a single line may ask for.
 pub const MAX_QUANTITY: i64 = 10_000;
@@ -83,13 +84,6 @@ fn clean(s: &Option<String>) -> Option<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_string)
-}
-
-/// Whether text meant for one line (a name, a reference) holds a control
-/// character: a line break there would break receipts, tables and email
-/// headers.
-pub fn has_control(text: &str) -> bool {
-    text.chars().any(char::is_control)
 }
 
 /// Checks everything that needs no database, and normalises the request

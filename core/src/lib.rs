@@ -19,6 +19,7 @@ pub mod queue;
 pub mod secrets;
 pub mod settings;
 pub mod shop;
+pub mod text;
 pub mod worker;
 
 pub use error::{Error, Result};

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::money;
 use crate::orders::OrderDetail;
+use crate::text::one_line;
 
 const TEXT_TEMPLATE: &str = "\
 Hello{% if name %} {{ name }}{% endif %},
@@ -69,15 +70,6 @@ struct LineView {
     total: String,
 }
 
-/// Text for a header: control characters (a line break would start a new
-/// header) become spaces. Input is checked where it is entered; this also
-/// covers values stored before those checks.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
 /// Renders the confirmation email of an order that has a customer email.
 pub fn order_confirmation(order: &OrderDetail, from: &Sender) -> Result<Email, String> {
     let to = order
@@ -122,6 +114,9 @@ pub fn order_confirmation(order: &OrderDetail, from: &Sender) -> Result<Email, S
     };
     let text = render("confirmation.txt")?;
     let html = render("confirmation.html")?;
+    // Header text goes through one_line: a line break would start a new
+    // header. Input is checked where it is entered; this also covers values
+    // stored before those checks.
     let subject = one_line(&format!(
         "Your receipt {} from {} ({})",
         order.receipt_number,

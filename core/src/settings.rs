@@ -57,7 +57,7 @@ pub fn set(conn: &Connection, key: &str, value: &str) -> Result<()> {
                 "the shop name is longer than 100 characters",
             ))
         }
-        "shop_name" if crate::checkout::has_control(value) => {
+        "shop_name" if crate::text::has_control(value) => {
             return Err(Error::invalid(
                 "value",
                 "the shop name cannot contain line breaks, tabs or other control characters",

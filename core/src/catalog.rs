@@ -353,7 +353,7 @@ const MAX_QUERY_CHARS: usize = 200;
 /// Products matching `query` (exact SKU or barcode first, then SKU, title or
 /// handle containing it), or all products by title when there is no query.
 pub fn search(conn: &Connection, query: Option<&str>, limit: usize) -> Result<Vec<Product>> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let limit = crate::db::sql_limit(limit);
     let q = query.map(str::trim).unwrap_or("");
     if q.chars().count() > MAX_QUERY_CHARS {
         return Err(Error::invalid(

@@ -138,6 +138,12 @@ pub fn write<T>(conn: &mut Connection, mut f: impl FnMut(&Transaction) -> Result
     }
 }
 
+/// A list's `limit` as SQL's `LIMIT` takes it: as asked, and "all" when it
+/// does not fit an i64.
+pub fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 /// Current time as RFC 3339 UTC text with milliseconds (sorts as text).
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();

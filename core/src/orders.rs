@@ -102,7 +102,7 @@ pub fn list(conn: &Connection, limit: usize) -> Result<Vec<OrderSummary>> {
         rusqlite::params![
             jobs::ORDER_CONFIRMATION_EMAIL,
             jobs::ORDER_CONFIRMATION_KEY_PREFIX,
-            i64::try_from(limit).unwrap_or(i64::MAX)
+            crate::db::sql_limit(limit)
         ],
         |r| {
             let status: Option<String> = r.get(9)?;

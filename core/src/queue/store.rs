@@ -621,7 +621,7 @@ fn job_info(r: &Row) -> rusqlite::Result<JobInfo> {
 
 /// Jobs, newest first, optionally only those in `status`.
 pub fn list(conn: &Connection, status: Option<JobStatus>, limit: usize) -> Result<Vec<JobInfo>> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let limit = crate::db::sql_limit(limit);
     let rows = match status {
         Some(status) => conn
             .prepare_cached(&format!(
